@@ -1,0 +1,88 @@
+// Backend: where tensors live and how the leaf ops run. The graph, heads, schedules and
+// trainer in host/ call only this interface; each backend implements every op or throws
+// (a backend never falls back to another silently). Matrices are row-major.
+// Contracts: "=" overwrites the output, "+=" accumulates into it.
+#pragma once
+#include <cstdint>
+#include <memory>
+#include <string>
+
+#include "core/tensor.h"
+
+namespace bp {
+
+// Running sums of one epoch or evaluation, kept where the backend computes so that they are
+// read back once (not per batch). Indices into a float64 tensor of kStatCount entries.
+enum Stat : int {
+  kStatLoss = 0,      // sum of per-sample losses
+  kStatCorrect = 1,   // samples whose argmax equals the label
+  kStatReward = 2,    // BrainProp: sum of rewards
+  kStatExplored = 3,  // BrainProp: trials whose action was not the greedy one
+  kStatSamples = 4,   // samples seen
+  kStatCount = 8
+};
+
+struct BrainPropHeadArgs {
+  float epsilon;  // exploration probability of the Max-Boltzmann controller
+  uint64_t seed;  // run seed
+  uint64_t step;  // global training step (the Philox counter)
+};
+
+class Backend {
+ public:
+  virtual ~Backend() = default;
+  virtual DeviceKind device() const = 0;
+  virtual std::string name() const = 0;
+
+  // --- memory ---
+  virtual Tensor empty(const Shape& shape, DType dtype) = 0;
+  virtual void copy_from_host(Tensor& dst, const void* src) = 0;  // dst = src (dst.bytes())
+  virtual void copy_to_host(const Tensor& src, void* dst) = 0;    // dst = src
+  virtual void fill(Tensor& t, double value) = 0;                 // t = value
+  virtual void synchronize() = 0;
+
+  // --- dense algebra ---
+  // C = alpha * op(A) op(B) + beta * C, with op the optional transpose; 2-D tensors.
+  virtual void gemm(bool trans_a, bool trans_b, double alpha, const Tensor& a, const Tensor& b,
+                    double beta, Tensor& c) = 0;
+  // y[r, :] += bias  (y viewed as [rows, bias.numel()])
+  virtual void add_row_bias(Tensor& y, const Tensor& bias) = 0;
+  // bias = decay * bias - step * sum_r dy[r, :]
+  virtual void update_bias(Tensor& bias, const Tensor& dy, double decay, double step) = 0;
+  // out[r, :] = scale[r] * w[index[r], :]   (the output layer's BrainProp feedback: a row gather)
+  virtual void gather_rows_scaled(const Tensor& w, const Tensor& index, const Tensor& scale,
+                                  Tensor& out) = 0;
+  // w = decay * w;  w[index[r], :] -= step * scale[r] * x[r, :]  (its update: a scatter-add)
+  virtual void scatter_update_rows(Tensor& w, const Tensor& index, const Tensor& scale,
+                                   const Tensor& x, double decay, double step) = 0;
+  // bias = decay * bias;  bias[index[r]] -= step * scale[r]
+  virtual void scatter_update_bias(Tensor& bias, const Tensor& index, const Tensor& scale,
+                                   double decay, double step) = 0;
+
+  // --- activations ---
+  virtual void relu_forward(const Tensor& x, Tensor& y) = 0;  // y = max(x, 0)
+  // dx = dy * gate(y): the feedback gated by which units were active
+  virtual void relu_feedback(const Tensor& dy, const Tensor& y, Tensor& dx) = 0;
+
+  // --- heads (logits [B, C], labels int32 [B]) ---
+  // BrainProp: action[b] (int32), output error err[b] = -(r_b - a_b[s_b]) (the gradient of the
+  // per-sample loss at the selected unit); stats += loss, correct, reward, explored, samples.
+  virtual void brainprop_head(const Tensor& logits, const Tensor& labels,
+                              const BrainPropHeadArgs& args, Tensor& action, Tensor& err,
+                              Tensor& stats) = 0;
+  // EBP: grad = softmax(a) - onehot(label); stats += loss, correct, samples.
+  virtual void softmax_xent_head(const Tensor& logits, const Tensor& labels, Tensor& grad,
+                                 Tensor& stats) = 0;
+  // Evaluation: stats += correct (argmax == label), samples.
+  virtual void count_correct(const Tensor& logits, const Tensor& labels, Tensor& stats) = 0;
+
+  // --- data ---
+  // x[r, :] = images[order[first + r], :] / 255 and y[r] = labels[order[first + r]],
+  // for r < x.dim(0). images uint8 [N, ...], labels int32 [N], order int32 [M].
+  virtual void gather_batch(const Tensor& images, const Tensor& labels, const Tensor& order,
+                            int64_t first, Tensor& x, Tensor& y) = 0;
+};
+
+std::unique_ptr<Backend> make_cpu_backend(int threads);
+
+}  // namespace bp

@@ -1,0 +1,338 @@
+// The CPU backend: the reference every other backend is tested against. OpenBLAS for the
+// GEMMs, OpenMP for element-wise loops, the shared per-element math from kernels/math.
+// float32 for training; float64 too, for the finite-difference gradient checks.
+// Reductions into the stats are serial over samples so results never depend on threads.
+#include <cblas.h>
+#include <omp.h>
+
+#include <cstdlib>
+#include <cstring>
+#include <vector>
+
+#include "core/backend.h"
+#include "math/activation.h"
+#include "math/heads.h"
+
+namespace bp {
+namespace {
+
+void check_cpu(const Tensor& t, const char* what) {
+  BP_CHECK(t.defined(), what << " is not allocated");
+  BP_CHECK(t.device() == DeviceKind::CPU, what << " lives on " << device_name(t.device())
+                                               << ", the CPU backend needs it in host memory");
+}
+
+void check_same_dtype(const Tensor& a, const Tensor& b, const char* op) {
+  BP_CHECK(a.dtype() == b.dtype(), op << ": mixed dtypes " << dtype_name(a.dtype()) << " and "
+                                      << dtype_name(b.dtype()));
+}
+
+// Calls fn with a null pointer of the tensor's floating type, to pick a template instance.
+template <typename Fn>
+void dispatch_float(DType dtype, const char* op, Fn&& fn) {
+  if (dtype == DType::F32) {
+    fn(static_cast<float*>(nullptr));
+  } else if (dtype == DType::F64) {
+    fn(static_cast<double*>(nullptr));
+  } else {
+    BP_FAIL(op << ": unsupported dtype " << dtype_name(dtype));
+  }
+}
+
+void blas_gemm(bool ta, bool tb, int m, int n, int k, double alpha, const float* a, int lda,
+               const float* b, int ldb, double beta, float* c, int ldc) {
+  cblas_sgemm(CblasRowMajor, ta ? CblasTrans : CblasNoTrans, tb ? CblasTrans : CblasNoTrans, m, n,
+              k, static_cast<float>(alpha), a, lda, b, ldb, static_cast<float>(beta), c, ldc);
+}
+void blas_gemm(bool ta, bool tb, int m, int n, int k, double alpha, const double* a, int lda,
+               const double* b, int ldb, double beta, double* c, int ldc) {
+  cblas_dgemm(CblasRowMajor, ta ? CblasTrans : CblasNoTrans, tb ? CblasTrans : CblasNoTrans, m, n,
+              k, alpha, a, lda, b, ldb, beta, c, ldc);
+}
+
+class CpuBackend final : public Backend {
+ public:
+  explicit CpuBackend(int threads) {
+    if (threads > 0) {
+      omp_set_num_threads(threads);
+      openblas_set_num_threads(threads);
+    }
+  }
+
+  DeviceKind device() const override { return DeviceKind::CPU; }
+  std::string name() const override {
+    return "cpu (" + std::to_string(omp_get_max_threads()) + " threads, OpenBLAS)";
+  }
+
+  Tensor empty(const Shape& shape, DType dtype) override {
+    auto storage = std::make_shared<Storage>();
+    const size_t bytes = static_cast<size_t>(shape_elements(shape)) * dtype_size(dtype);
+    const size_t rounded = (bytes + 63) / 64 * 64;  // 64-byte aligned for SIMD loads
+    storage->data = rounded ? std::aligned_alloc(64, rounded) : nullptr;
+    BP_CHECK(rounded == 0 || storage->data, "out of host memory allocating " << bytes << " bytes for "
+                                                                            << shape_string(shape));
+    storage->bytes = bytes;
+    storage->device = DeviceKind::CPU;
+    storage->release = [](void* p) { std::free(p); };
+    return Tensor(std::move(storage), shape, dtype);
+  }
+
+  void copy_from_host(Tensor& dst, const void* src) override {
+    check_cpu(dst, "copy destination");
+    if (dst.bytes()) std::memcpy(dst.raw(), src, dst.bytes());
+  }
+  void copy_to_host(const Tensor& src, void* dst) override {
+    check_cpu(src, "copy source");
+    if (src.bytes()) std::memcpy(dst, src.raw(), src.bytes());
+  }
+
+  void fill(Tensor& t, double value) override {
+    check_cpu(t, "fill target");
+    const int64_t n = t.numel();
+    switch (t.dtype()) {
+      case DType::F32: std::fill_n(t.data<float>(), n, static_cast<float>(value)); break;
+      case DType::F64: std::fill_n(t.data<double>(), n, value); break;
+      case DType::I32: std::fill_n(t.data<int32_t>(), n, static_cast<int32_t>(value)); break;
+      case DType::U8: std::fill_n(t.data<uint8_t>(), n, static_cast<uint8_t>(value)); break;
+    }
+  }
+
+  void synchronize() override {}
+
+  void gemm(bool ta, bool tb, double alpha, const Tensor& a, const Tensor& b, double beta,
+            Tensor& c) override {
+    check_cpu(a, "gemm A");
+    check_cpu(b, "gemm B");
+    check_cpu(c, "gemm C");
+    check_same_dtype(a, b, "gemm");
+    check_same_dtype(a, c, "gemm");
+    BP_CHECK(a.rank() == 2 && b.rank() == 2 && c.rank() == 2, "gemm needs 2-D tensors, got "
+                                                                 << shape_string(a.shape()) << " "
+                                                                 << shape_string(b.shape()) << " "
+                                                                 << shape_string(c.shape()));
+    const int64_t m = ta ? a.dim(1) : a.dim(0), k = ta ? a.dim(0) : a.dim(1);
+    const int64_t kb = tb ? b.dim(1) : b.dim(0), n = tb ? b.dim(0) : b.dim(1);
+    BP_CHECK(k == kb && c.dim(0) == m && c.dim(1) == n,
+             "gemm shapes do not agree: A" << shape_string(a.shape()) << (ta ? "^T" : "") << " B"
+                                          << shape_string(b.shape()) << (tb ? "^T" : "") << " C"
+                                          << shape_string(c.shape()));
+    if (m == 0 || n == 0) return;
+    dispatch_float(a.dtype(), "gemm", [&](auto* tag) {
+      using T = std::remove_pointer_t<decltype(tag)>;
+      blas_gemm(ta, tb, int(m), int(n), int(k), alpha, a.data<T>(), int(a.dim(1)), b.data<T>(),
+                int(b.dim(1)), beta, c.data<T>(), int(n));
+    });
+  }
+
+  void add_row_bias(Tensor& y, const Tensor& bias) override {
+    check_same_dtype(y, bias, "add_row_bias");
+    const int64_t cols = bias.numel(), rows = y.numel() / cols;
+    dispatch_float(y.dtype(), "add_row_bias", [&](auto* tag) {
+      using T = std::remove_pointer_t<decltype(tag)>;
+      T* out = y.data<T>();
+      const T* b = bias.data<T>();
+#pragma omp parallel for schedule(static)
+      for (int64_t r = 0; r < rows; ++r)
+        for (int64_t c = 0; c < cols; ++c) out[r * cols + c] += b[c];
+    });
+  }
+
+  void update_bias(Tensor& bias, const Tensor& dy, double decay, double step) override {
+    check_same_dtype(bias, dy, "update_bias");
+    const int64_t cols = bias.numel(), rows = dy.numel() / cols;
+    dispatch_float(bias.dtype(), "update_bias", [&](auto* tag) {
+      using T = std::remove_pointer_t<decltype(tag)>;
+      T* b = bias.data<T>();
+      const T* g = dy.data<T>();
+#pragma omp parallel for schedule(static)
+      for (int64_t c = 0; c < cols; ++c) {
+        T sum = T(0);
+        for (int64_t r = 0; r < rows; ++r) sum += g[r * cols + c];
+        b[c] = static_cast<T>(decay) * b[c] - static_cast<T>(step) * sum;
+      }
+    });
+  }
+
+  void gather_rows_scaled(const Tensor& w, const Tensor& index, const Tensor& scale,
+                          Tensor& out) override {
+    check_same_dtype(w, out, "gather_rows_scaled");
+    const int64_t rows = out.dim(0), cols = w.dim(1);
+    BP_CHECK(out.row_elements() == cols && index.numel() >= rows && scale.numel() >= rows,
+             "gather_rows_scaled: shapes do not agree");
+    dispatch_float(w.dtype(), "gather_rows_scaled", [&](auto* tag) {
+      using T = std::remove_pointer_t<decltype(tag)>;
+      const T* src = w.data<T>();
+      const int32_t* idx = index.data<int32_t>();
+      const T* s = scale.data<T>();
+      T* dst = out.data<T>();
+#pragma omp parallel for schedule(static)
+      for (int64_t r = 0; r < rows; ++r) {
+        const T* row = src + static_cast<int64_t>(idx[r]) * cols;
+        for (int64_t c = 0; c < cols; ++c) dst[r * cols + c] = s[r] * row[c];
+      }
+    });
+  }
+
+  void scatter_update_rows(Tensor& w, const Tensor& index, const Tensor& scale, const Tensor& x,
+                           double decay, double step) override {
+    check_same_dtype(w, x, "scatter_update_rows");
+    const int64_t units = w.dim(0), cols = w.dim(1), rows = x.dim(0);
+    BP_CHECK(x.row_elements() == cols, "scatter_update_rows: input width " << x.row_elements()
+                                                                           << " != " << cols);
+    dispatch_float(w.dtype(), "scatter_update_rows", [&](auto* tag) {
+      using T = std::remove_pointer_t<decltype(tag)>;
+      T* dst = w.data<T>();
+      const int32_t* idx = index.data<int32_t>();
+      const T* s = scale.data<T>();
+      const T* in = x.data<T>();
+      const T d = static_cast<T>(decay), st = static_cast<T>(step);
+      // Columns are split across threads; samples are visited in order within each column,
+      // so the result is the same for any thread count.
+#pragma omp parallel
+      {
+        const int nt = omp_get_num_threads(), t = omp_get_thread_num();
+        const int64_t c0 = cols * t / nt, c1 = cols * (t + 1) / nt;
+        if (d != T(1))
+          for (int64_t u = 0; u < units; ++u)
+            for (int64_t c = c0; c < c1; ++c) dst[u * cols + c] *= d;
+        for (int64_t r = 0; r < rows; ++r) {
+          T* row = dst + static_cast<int64_t>(idx[r]) * cols;
+          const T k = st * s[r];
+          for (int64_t c = c0; c < c1; ++c) row[c] -= k * in[r * cols + c];
+        }
+      }
+    });
+  }
+
+  void scatter_update_bias(Tensor& bias, const Tensor& index, const Tensor& scale, double decay,
+                           double step) override {
+    dispatch_float(bias.dtype(), "scatter_update_bias", [&](auto* tag) {
+      using T = std::remove_pointer_t<decltype(tag)>;
+      T* b = bias.data<T>();
+      for (int64_t u = 0; u < bias.numel(); ++u) b[u] *= static_cast<T>(decay);
+      const int32_t* idx = index.data<int32_t>();
+      const T* s = scale.data<T>();
+      for (int64_t r = 0; r < index.numel(); ++r) b[idx[r]] -= static_cast<T>(step) * s[r];
+    });
+  }
+
+  void relu_forward(const Tensor& x, Tensor& y) override {
+    check_same_dtype(x, y, "relu_forward");
+    const int64_t n = x.numel();
+    dispatch_float(x.dtype(), "relu_forward", [&](auto* tag) {
+      using T = std::remove_pointer_t<decltype(tag)>;
+      const T* in = x.data<T>();
+      T* out = y.data<T>();
+#pragma omp parallel for simd schedule(static)
+      for (int64_t i = 0; i < n; ++i) out[i] = relu(in[i]);
+    });
+  }
+
+  void relu_feedback(const Tensor& dy, const Tensor& y, Tensor& dx) override {
+    check_same_dtype(dy, y, "relu_feedback");
+    const int64_t n = dy.numel();
+    dispatch_float(dy.dtype(), "relu_feedback", [&](auto* tag) {
+      using T = std::remove_pointer_t<decltype(tag)>;
+      const T* g = dy.data<T>();
+      const T* act = y.data<T>();
+      T* out = dx.data<T>();
+#pragma omp parallel for simd schedule(static)
+      for (int64_t i = 0; i < n; ++i) out[i] = gated_feedback(g[i], act[i]);
+    });
+  }
+
+  void brainprop_head(const Tensor& logits, const Tensor& labels, const BrainPropHeadArgs& args,
+                      Tensor& action, Tensor& err, Tensor& stats) override {
+    const int64_t batch = logits.dim(0);
+    const int classes = static_cast<int>(logits.dim(1));
+    dispatch_float(logits.dtype(), "brainprop_head", [&](auto* tag) {
+      using T = std::remove_pointer_t<decltype(tag)>;
+      const T* a = logits.data<T>();
+      const int32_t* y = labels.data<int32_t>();
+      int32_t* s = action.data<int32_t>();
+      T* e = err.data<T>();
+      double* st = stats.data<double>();
+      for (int64_t b = 0; b < batch; ++b) {
+        const T* row = a + b * classes;
+        const ActionChoice choice = max_boltzmann_select(row, classes, args.epsilon, args.seed,
+                                                         args.step, static_cast<uint32_t>(b));
+        const T reward = reward_for<T>(choice.action, y[b]);
+        const T delta = reward - row[choice.action];
+        s[b] = choice.action;
+        e[b] = -delta;
+        st[kStatLoss] += static_cast<double>(brainprop_sample_loss(delta));
+        st[kStatCorrect] += argmax_row(row, classes) == y[b] ? 1.0 : 0.0;
+        st[kStatReward] += static_cast<double>(reward);
+        st[kStatExplored] += choice.explored ? 1.0 : 0.0;
+      }
+      st[kStatSamples] += static_cast<double>(batch);
+    });
+  }
+
+  void softmax_xent_head(const Tensor& logits, const Tensor& labels, Tensor& grad,
+                         Tensor& stats) override {
+    const int64_t batch = logits.dim(0);
+    const int classes = static_cast<int>(logits.dim(1));
+    dispatch_float(logits.dtype(), "softmax_xent_head", [&](auto* tag) {
+      using T = std::remove_pointer_t<decltype(tag)>;
+      const T* a = logits.data<T>();
+      const int32_t* y = labels.data<int32_t>();
+      T* g = grad.data<T>();
+      std::vector<double> loss(static_cast<size_t>(batch));
+#pragma omp parallel for schedule(static)
+      for (int64_t b = 0; b < batch; ++b)
+        loss[size_t(b)] = double(softmax_xent_row(a + b * classes, classes, y[b], g + b * classes));
+      double* st = stats.data<double>();
+      for (int64_t b = 0; b < batch; ++b) {
+        st[kStatLoss] += loss[size_t(b)];
+        st[kStatCorrect] += argmax_row(a + b * classes, classes) == y[b] ? 1.0 : 0.0;
+      }
+      st[kStatSamples] += static_cast<double>(batch);
+    });
+  }
+
+  void count_correct(const Tensor& logits, const Tensor& labels, Tensor& stats) override {
+    const int64_t batch = logits.dim(0);
+    const int classes = static_cast<int>(logits.dim(1));
+    dispatch_float(logits.dtype(), "count_correct", [&](auto* tag) {
+      using T = std::remove_pointer_t<decltype(tag)>;
+      const T* a = logits.data<T>();
+      const int32_t* y = labels.data<int32_t>();
+      double* st = stats.data<double>();
+      for (int64_t b = 0; b < batch; ++b)
+        st[kStatCorrect] += argmax_row(a + b * classes, classes) == y[b] ? 1.0 : 0.0;
+      st[kStatSamples] += static_cast<double>(batch);
+    });
+  }
+
+  void gather_batch(const Tensor& images, const Tensor& labels, const Tensor& order, int64_t first,
+                    Tensor& x, Tensor& y) override {
+    const int64_t rows = x.dim(0), width = images.row_elements();
+    BP_CHECK(x.row_elements() == width, "gather_batch: batch row " << x.row_elements()
+                                                                   << " != image size " << width);
+    BP_CHECK(first + rows <= order.numel(), "gather_batch: batch runs past the epoch order");
+    const uint8_t* src = images.data<uint8_t>();
+    const int32_t* lab = labels.data<int32_t>();
+    const int32_t* ord = order.data<int32_t>() + first;
+    int32_t* yl = y.data<int32_t>();
+    dispatch_float(x.dtype(), "gather_batch", [&](auto* tag) {
+      using T = std::remove_pointer_t<decltype(tag)>;
+      T* dst = x.data<T>();
+      const T inv = T(1) / T(255);
+#pragma omp parallel for schedule(static)
+      for (int64_t r = 0; r < rows; ++r) {
+        const uint8_t* img = src + static_cast<int64_t>(ord[r]) * width;
+        for (int64_t i = 0; i < width; ++i) dst[r * width + i] = static_cast<T>(img[i]) * inv;
+        yl[r] = lab[ord[r]];
+      }
+    });
+  }
+};
+
+}  // namespace
+
+std::unique_ptr<Backend> make_cpu_backend(int threads) {
+  return std::make_unique<CpuBackend>(threads);
+}
+
+}  // namespace bp

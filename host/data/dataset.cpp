@@ -1,0 +1,174 @@
+#include "data/dataset.h"
+
+#include <filesystem>
+#include <string_view>
+
+#include "core/error.h"
+#include "data/idx.h"
+
+namespace bp {
+
+void ImageSet::truncate(int64_t n) {
+  BP_CHECK(n >= 0, "ImageSet::truncate: negative count " << n);
+  if (n >= count) return;
+  count = n;
+  pixels.resize(size_t(n * image_elements()));
+  labels.resize(size_t(n));
+  pixels.shrink_to_fit();
+  labels.shrink_to_fit();
+}
+
+namespace {
+
+namespace fs = std::filesystem;
+
+// ---- IDX (MNIST-style) directories ----------------------------------------------------
+
+// The four files of an MNIST-style directory, by their canonical (LeCun) names.
+struct IdxPair {
+  const char* images;
+  const char* labels;
+};
+constexpr IdxPair kIdxTrain = {"train-images-idx3-ubyte", "train-labels-idx1-ubyte"};
+constexpr IdxPair kIdxTest = {"t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"};
+constexpr int kIdxClasses = 10;
+// Above any image side seen in practice; keeps height*width well inside int.
+constexpr int64_t kMaxSide = 1 << 15;
+
+// Finds NAME in dir as NAME.gz or NAME, also under the "NAME.idx3-ubyte" spelling some
+// mirrors use (dot instead of the last dash). Fails listing every name tried.
+std::string find_idx_file(const fs::path& dir, const std::string& name) {
+  std::vector<std::string> names = {name + ".gz", name};
+  const size_t dash = name.rfind("-idx");
+  if (dash != std::string::npos) {
+    std::string dotted = name;
+    dotted[dash] = '.';
+    names.push_back(dotted + ".gz");
+    names.push_back(dotted);
+  }
+  std::string tried;
+  for (const std::string& candidate : names) {
+    const fs::path path = dir / candidate;
+    std::error_code ec;
+    if (fs::is_regular_file(path, ec)) return path.string();
+    tried += (tried.empty() ? "" : ", ") + candidate;
+  }
+  BP_FAIL(dir.string() << ": missing file " << (dir / name).string() << " (looked for " << tried << ")");
+}
+
+ImageSet images_from_idx(IdxArray images, const std::string& images_path, IdxArray labels,
+                         const std::string& labels_path) {
+  if (images.dims.size() != 3) {
+    BP_FAIL(images_path << ": expected 3-D images (count, height, width), got " << images.dims.size()
+                        << " dimensions");
+  }
+  if (labels.dims.size() != 1) {
+    BP_FAIL(labels_path << ": expected 1-D labels, got " << labels.dims.size() << " dimensions");
+  }
+  const int64_t height = images.dims[1], width = images.dims[2];
+  if (height < 1 || width < 1 || height > kMaxSide || width > kMaxSide) {
+    BP_FAIL(images_path << ": bad image size " << height << "x" << width);
+  }
+  if (images.dims[0] != labels.dims[0]) {
+    BP_FAIL("image/label count mismatch: " << images_path << " holds " << images.dims[0] << " images, "
+                                           << labels_path << " holds " << labels.dims[0] << " labels");
+  }
+  ImageSet set;
+  set.count = images.dims[0];
+  set.height = int(height);
+  set.width = int(width);
+  set.channels = 1;
+  set.pixels = std::move(images.data);
+  set.labels.resize(labels.data.size());
+  for (size_t i = 0; i < labels.data.size(); ++i) {
+    if (labels.data[i] >= kIdxClasses) {
+      BP_FAIL(labels_path << ": label " << int(labels.data[i]) << " at index " << i << " is outside [0, "
+                          << kIdxClasses << ")");
+    }
+    set.labels[i] = labels.data[i];
+  }
+  return set;
+}
+
+ImageSet load_idx_pair(const fs::path& dir, const IdxPair& pair) {
+  const std::string images_path = find_idx_file(dir, pair.images);
+  const std::string labels_path = find_idx_file(dir, pair.labels);
+  return images_from_idx(read_idx(images_path), images_path, read_idx(labels_path), labels_path);
+}
+
+Dataset load_idx_dir(const std::string& dir, const std::string& name, std::vector<std::string> class_names) {
+  std::error_code ec;
+  if (!fs::is_directory(dir, ec)) BP_FAIL(dir << ": no such directory (data set " << name << ")");
+  Dataset data;
+  data.name = name;
+  data.source = dir;
+  data.classes = kIdxClasses;
+  data.class_names = std::move(class_names);
+  data.train = load_idx_pair(dir, kIdxTrain);
+  data.test = load_idx_pair(dir, kIdxTest);
+  if (data.train.height != data.test.height || data.train.width != data.test.width) {
+    BP_FAIL(dir << ": train images are " << data.train.height << "x" << data.train.width
+                << " but test images are " << data.test.height << "x" << data.test.width);
+  }
+  return data;
+}
+
+Dataset load_mnist(const std::string& dir) {
+  return load_idx_dir(dir, "mnist", {"0", "1", "2", "3", "4", "5", "6", "7", "8", "9"});
+}
+
+Dataset load_fashion_mnist(const std::string& dir) {
+  return load_idx_dir(dir, "fashion-mnist",
+                      {"T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker",
+                       "Bag", "Ankle boot"});
+}
+
+// ---- spec table: one row per data-set prefix; new loaders add a row --------------------
+
+struct SpecForm {
+  const char* prefix;       // text before the ':'
+  const char* form;         // how it is written, for --help and errors
+  const char* default_dir;  // used when the spec has no ":DIR"; nullptr: DIR is required
+  Dataset (*load)(const std::string& dir);
+};
+
+const SpecForm kSpecForms[] = {
+    {"mnist", "mnist:DIR", nullptr, load_mnist},
+    {"fashion-mnist", "fashion-mnist[:DIR]", "/usr/share/datasets/fashion-mnist", load_fashion_mnist},
+};
+
+std::string forms_list() {
+  std::string out;
+  for (const std::string& form : dataset_spec_forms()) out += (out.empty() ? "" : ", ") + form;
+  return out;
+}
+
+}  // namespace
+
+std::vector<std::string> dataset_spec_forms() {
+  std::vector<std::string> forms;
+  for (const SpecForm& form : kSpecForms) forms.emplace_back(form.form);
+  return forms;
+}
+
+Dataset load_dataset(const std::string& spec, const DataLimits& limits) {
+  const size_t colon = spec.find(':');
+  const std::string prefix = spec.substr(0, colon);
+  const std::string dir = colon == std::string::npos ? std::string() : spec.substr(colon + 1);
+  for (const SpecForm& form : kSpecForms) {
+    if (prefix != form.prefix) continue;
+    std::string where = dir;
+    if (where.empty()) {
+      if (!form.default_dir) BP_FAIL("data set spec '" << spec << "' needs a directory: " << form.form);
+      where = form.default_dir;
+    }
+    Dataset data = form.load(where);
+    // Negative limits mean "all" (the -1 default).
+    if (limits.train >= 0) data.train.truncate(limits.train);
+    if (limits.test >= 0) data.test.truncate(limits.test);
+    return data;
+  }
+  BP_FAIL("unknown data set spec '" << spec << "'; known forms: " << forms_list());
+}
+
+}  // namespace bp

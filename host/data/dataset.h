@@ -1,0 +1,41 @@
+// In-memory image data sets: uint8 pixels in NHWC order (what the IDX, CIFAR and JPEG
+// sources hold), int32 labels. Scaling to [0, 1] happens when a batch is gathered.
+#pragma once
+#include <cstdint>
+#include <string>
+#include <vector>
+
+namespace bp {
+
+struct ImageSet {
+  int64_t count = 0;
+  int height = 0, width = 0, channels = 0;
+  std::vector<uint8_t> pixels;  // count * height * width * channels, NHWC
+  std::vector<int32_t> labels;  // count, each in [0, classes)
+
+  int64_t image_elements() const { return int64_t(height) * width * channels; }
+  // Keep the first n images (n >= count leaves the set as it is).
+  void truncate(int64_t n);
+};
+
+struct Dataset {
+  std::string name;                      // "mnist", "fashion-mnist", ...
+  std::string source;                    // where it was read from
+  int classes = 0;
+  std::vector<std::string> class_names;  // classes entries
+  ImageSet train, test;
+};
+
+struct DataLimits {
+  int64_t train = -1;  // --train-limit: keep the first N training images (-1: all)
+  int64_t test = -1;   // --test-limit
+};
+
+// Loads a data set from a spec such as "mnist:DIR", "fashion-mnist" or "fashion-mnist:DIR".
+// Throws bp::Error naming the file and the reason on any missing or malformed input.
+Dataset load_dataset(const std::string& spec, const DataLimits& limits = {});
+
+// The spec names the data set knows about, for --help and error messages.
+std::vector<std::string> dataset_spec_forms();
+
+}  // namespace bp

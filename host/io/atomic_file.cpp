@@ -1,0 +1,94 @@
+#include "io/atomic_file.h"
+
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+
+#include "core/error.h"
+
+namespace bp {
+namespace {
+
+// The directory that holds `path`: the one whose entry the rename changes.
+std::string parent_directory(const std::string& path) {
+  const size_t slash = path.find_last_of('/');
+  if (slash == std::string::npos) return ".";
+  if (slash == 0) return "/";
+  return path.substr(0, slash);
+}
+
+// write(2) may write less than asked or be interrupted; loop until all is written.
+bool write_all(int fd, std::string_view bytes) {
+  while (!bytes.empty()) {
+    const ssize_t n = ::write(fd, bytes.data(), bytes.size());
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      return false;
+    }
+    bytes.remove_prefix(static_cast<size_t>(n));
+  }
+  return true;
+}
+
+// Writes and syncs the temporary file; returns 0 or the errno of the first failure.
+int write_temporary(const std::string& tmp, std::string_view bytes) {
+  const int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+  if (fd < 0) return errno;
+  int err = 0;
+  if (!write_all(fd, bytes) || ::fsync(fd) != 0) err = errno;
+  // close can report a deferred write error (e.g. on NFS), so it counts too.
+  if (::close(fd) != 0 && err == 0) err = errno;
+  return err;
+}
+
+// Makes the rename durable; returns 0 or the errno of the failure.
+int sync_directory(const std::string& dir) {
+  const int fd = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  if (fd < 0) return errno;
+  int err = 0;
+  // Some filesystems cannot fsync a directory; the data itself is already synced there.
+  if (::fsync(fd) != 0 && errno != EINVAL && errno != ENOTSUP) err = errno;
+  ::close(fd);
+  return err;
+}
+
+}  // namespace
+
+void write_file_atomic(const std::string& path, std::string_view bytes) {
+  const std::string tmp = path + ".tmp." + std::to_string(::getpid());
+  int err = write_temporary(tmp, bytes);
+  if (err == 0 && ::rename(tmp.c_str(), path.c_str()) != 0) err = errno;
+  if (err != 0) {
+    ::unlink(tmp.c_str());
+    BP_FAIL("cannot write " << path << " (via " << tmp << "): " << std::strerror(err));
+  }
+  err = sync_directory(parent_directory(path));
+  BP_CHECK(err == 0, "wrote " << path << " but cannot sync its directory: " << std::strerror(err));
+}
+
+std::string read_file(const std::string& path) {
+  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) BP_FAIL("cannot open " << path << ": " << std::strerror(errno));
+  std::string out;
+  struct stat st {};
+  if (::fstat(fd, &st) == 0 && st.st_size > 0) out.reserve(static_cast<size_t>(st.st_size));
+  char chunk[1 << 16];
+  for (;;) {
+    const ssize_t n = ::read(fd, chunk, sizeof chunk);
+    if (n == 0) break;
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      const int err = errno;
+      ::close(fd);
+      BP_FAIL("cannot read " << path << ": " << std::strerror(err));
+    }
+    out.append(chunk, static_cast<size_t>(n));
+  }
+  ::close(fd);
+  return out;
+}
+
+}  // namespace bp

@@ -1,0 +1,17 @@
+// Whole-file I/O for checkpoints and other outputs that must never be seen half-written.
+#pragma once
+#include <string>
+#include <string_view>
+
+namespace bp {
+
+// Replaces `path` with `bytes` so that a crash leaves either the old or the new contents:
+// writes `path + ".tmp.<pid>"` in the same directory, fsyncs it, renames it over `path`,
+// then fsyncs the directory so the rename itself is durable. On failure the temporary file
+// is removed and bp::Error names `path` and the system's reason.
+void write_file_atomic(const std::string& path, std::string_view bytes);
+
+// The whole contents of `path`; throws bp::Error naming `path` if it cannot be opened or read.
+std::string read_file(const std::string& path);
+
+}  // namespace bp

@@ -1,0 +1,37 @@
+// Dense (fully connected) layer: y = x W^T (+ b), W stored [out, in] as torch.nn.Linear.
+// Besides the usual backward it has the BrainProp output-layer path, where only one unit
+// per sample receives feedback: the feedback sent down is a row gather of W, and the
+// update a scatter-add into the selected rows.
+#pragma once
+#include "model/layer.h"
+
+namespace bp {
+
+class DenseLayer final : public Layer {
+ public:
+  DenseLayer(int units, bool bias, double init_std, double l2)
+      : units_(units), has_bias_(bias), init_std_(init_std), l2_(l2) {}
+
+  std::string type() const override { return "dense"; }
+  Shape output_shape() const override { return {units_}; }
+  void build(Backend& be, const Shape& input_shape, int max_batch, DType dtype, uint64_t seed,
+             int param_index) override;
+  Tensor forward(Backend& be, const Tensor& x, bool training) override;
+  Tensor backward(Backend& be, const Tensor& x, const Tensor& y, const Tensor& dy, bool need_dx,
+                  const UpdateArgs& update) override;
+  // BrainProp at the output: per sample b only unit action[b] carries the error err[b].
+  Tensor backward_selected(Backend& be, const Tensor& x, const Tensor& action, const Tensor& err,
+                           bool need_dx, const UpdateArgs& update);
+  std::vector<NamedParam> params() override;
+
+  Tensor& weight() { return weight_; }
+
+ private:
+  int units_;
+  bool has_bias_;
+  double init_std_, l2_;
+  int64_t inputs_ = 0;
+  Tensor weight_, bias_, out_, dx_;
+};
+
+}  // namespace bp

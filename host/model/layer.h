@@ -1,0 +1,56 @@
+// Layers: the graph's nodes. A layer owns its parameters and its output buffers (sized for
+// the largest batch), runs its forward pass, and in its backward pass turns the feedback
+// arriving at its output into the feedback for the layer below and updates its own
+// parameters in place (plain SGD: no gradient buffers, no separate optimizer pass).
+#pragma once
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "core/backend.h"
+#include "model/model_spec.h"
+
+namespace bp {
+
+struct NamedParam {
+  std::string name;  // "dense1.weight", as stored in checkpoints
+  Tensor* tensor;
+};
+
+// Per-step update parameters; each layer adds its own L2 coefficient.
+struct UpdateArgs {
+  double lr = 0;
+  int batch = 1;
+};
+
+class Layer {
+ public:
+  virtual ~Layer() = default;
+  virtual std::string type() const = 0;
+  // Per-sample output shape, given the per-sample input shape passed to build().
+  virtual Shape output_shape() const = 0;
+  // Allocates parameters and buffers; init draws come from (seed, param_index) on the
+  // Philox init stream, so every backend and thread count starts from the same weights.
+  virtual void build(Backend& be, const Shape& input_shape, int max_batch, DType dtype,
+                     uint64_t seed, int param_index) = 0;
+  // y = layer(x); returns a view of the layer's own buffer (or of x, for reshapes).
+  virtual Tensor forward(Backend& be, const Tensor& x, bool training) = 0;
+  // Given feedback dy at the output (and the x, y of the last forward), returns the feedback
+  // for the input when need_dx, and updates the parameters in place.
+  virtual Tensor backward(Backend& be, const Tensor& x, const Tensor& y, const Tensor& dy,
+                          bool need_dx, const UpdateArgs& update) = 0;
+  virtual std::vector<NamedParam> params() { return {}; }
+  void set_name(std::string name) { name_ = std::move(name); }
+  const std::string& name() const { return name_; }
+
+ protected:
+  std::string name_;
+};
+
+// Fills a parameter with N(0, std^2) from the Philox init stream (drawn on the host in
+// double, rounded to the tensor's dtype, then copied to the backend).
+void init_normal(Backend& be, Tensor& param, double std, uint64_t seed, int param_index);
+
+std::unique_ptr<Layer> make_layer(const LayerSpec& spec);
+
+}  // namespace bp

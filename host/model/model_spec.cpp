@@ -1,0 +1,193 @@
+#include "model/model_spec.h"
+
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+#include <set>
+
+#include "core/error.h"
+
+namespace bp {
+namespace {
+
+using nlohmann::json;
+
+// Walks a JSON document keeping the path, so every error can say where it is.
+class Reader {
+ public:
+  Reader(const json& node, std::string source, std::string path)
+      : node_(node), source_(std::move(source)), path_(std::move(path)) {}
+
+  [[noreturn]] void fail(const std::string& why) const {
+    BP_FAIL(source_ << ": " << (path_.empty() ? "(top level)" : path_) << ": " << why);
+  }
+  Reader child(const std::string& key) const {
+    return Reader(node_.at(key), source_, path_.empty() ? key : path_ + "." + key);
+  }
+  Reader element(size_t i) const {
+    return Reader(node_.at(i), source_, path_ + "[" + std::to_string(i) + "]");
+  }
+  const json& node() const { return node_; }
+  bool has(const std::string& key) const { return node_.contains(key); }
+
+  void expect_object(const std::set<std::string>& allowed) const {
+    if (!node_.is_object()) fail("expected an object, got " + std::string(node_.type_name()));
+    for (const auto& item : node_.items()) {
+      if (allowed.count(item.key())) continue;
+      std::string known;
+      for (const auto& k : allowed) known += (known.empty() ? "" : ", ") + k;
+      // The offending field is the key itself: report its path, e.g. layers[0].unitz.
+      child(item.key()).fail("unknown key \"" + item.key() + "\" (known keys: " + known + ")");
+    }
+  }
+  std::string string_at(const std::string& key, const std::string& fallback, bool required) const {
+    if (!has(key)) {
+      if (required) fail("missing required field \"" + key + "\"");
+      return fallback;
+    }
+    const Reader r = child(key);
+    if (!r.node_.is_string()) r.fail("expected a string");
+    return r.node_.get<std::string>();
+  }
+  double number_at(const std::string& key, double fallback, double min, bool min_inclusive) const {
+    if (!has(key)) return fallback;
+    const Reader r = child(key);
+    if (!r.node_.is_number()) r.fail("expected a number, got " + std::string(r.node_.type_name()));
+    const double v = r.node_.get<double>();
+    if (min_inclusive ? v < min : v <= min)
+      r.fail("must be " + std::string(min_inclusive ? ">= " : "> ") + json(min).dump() + ", got " +
+             r.node_.dump());
+    return v;
+  }
+  int positive_int_at(const std::string& key, int fallback, bool required) const {
+    if (!has(key)) {
+      if (required) fail("missing required field \"" + key + "\"");
+      return fallback;
+    }
+    const Reader r = child(key);
+    if (!r.node_.is_number_integer()) r.fail("expected an integer, got " + r.node_.dump());
+    const long long v = r.node_.get<long long>();
+    if (v <= 0 || v > (1 << 30)) r.fail("must be > 0, got " + r.node_.dump());
+    return static_cast<int>(v);
+  }
+  bool bool_at(const std::string& key, bool fallback) const {
+    if (!has(key)) return fallback;
+    const Reader r = child(key);
+    if (!r.node_.is_boolean()) r.fail("expected true or false, got " + r.node_.dump());
+    return r.node_.get<bool>();
+  }
+
+ private:
+  const json& node_;
+  std::string source_;
+  std::string path_;
+};
+
+LayerSpec parse_dense(const Reader& r, double default_std,
+                      double default_l2, bool is_output) {
+  LayerSpec layer;
+  layer.type = "dense";
+  if (is_output) {
+    r.expect_object({"bias", "init_std", "l2"});
+  } else {
+    r.expect_object({"type", "units", "bias", "init_std", "l2"});
+    layer.units = r.positive_int_at("units", 0, true);
+  }
+  layer.bias = r.bool_at("bias", false);
+  layer.init_std = r.number_at("init_std", default_std, 0.0, true);
+  layer.l2 = r.number_at("l2", default_l2, 0.0, true);
+  return layer;
+}
+
+const std::set<std::string> kLayerTypes = {"dense", "relu", "flatten"};
+
+}  // namespace
+
+ModelSpec parse_model(const json& doc, const std::string& source) {
+  const Reader top(doc, source, "");
+  top.expect_object({"name", "description", "init_std", "l2", "layers", "output", "training"});
+  ModelSpec spec;
+  spec.name = top.string_at("name", "", true);
+  spec.description = top.string_at("description", "", false);
+  const double default_std = top.number_at("init_std", 0.005, 0.0, true);
+  const double default_l2 = top.number_at("l2", 0.0, 0.0, true);
+
+  if (!top.has("layers")) top.fail("missing required field \"layers\"");
+  const Reader layers = top.child("layers");
+  if (!layers.node().is_array()) layers.fail("expected an array of layers");
+  for (size_t i = 0; i < layers.node().size(); ++i) {
+    const Reader r = layers.element(i);
+    if (!r.node().is_object()) r.fail("expected a layer object");
+    const std::string type = r.string_at("type", "", true);
+    if (!kLayerTypes.count(type)) {
+      std::string known;
+      for (const auto& k : kLayerTypes) known += (known.empty() ? "" : ", ") + k;
+      r.child("type").fail("unknown layer type \"" + type + "\" (known: " + known + ")");
+    }
+    if (type == "dense") {
+      spec.layers.push_back(parse_dense(r, default_std, default_l2, false));
+    } else {
+      r.expect_object({"type"});
+      LayerSpec layer;
+      layer.type = type;
+      spec.layers.push_back(layer);
+    }
+  }
+  spec.output = top.has("output") ? parse_dense(top.child("output"), default_std, default_l2, true)
+                                  : LayerSpec{"dense", 0, false, default_std, default_l2};
+
+  if (top.has("training")) {
+    const Reader t = top.child("training");
+    t.expect_object({"batch_size", "lr"});
+    spec.training.batch_size = t.positive_int_at("batch_size", spec.training.batch_size, false);
+    spec.training.lr = t.number_at("lr", spec.training.lr, 0.0, false);
+  }
+  return spec;
+}
+
+json model_to_json(const ModelSpec& spec) {
+  json layers = json::array();
+  for (const LayerSpec& l : spec.layers) {
+    if (l.type == "dense")
+      layers.push_back({{"type", "dense"}, {"units", l.units}, {"bias", l.bias},
+                        {"init_std", l.init_std}, {"l2", l.l2}});
+    else
+      layers.push_back({{"type", l.type}});
+  }
+  return {{"name", spec.name},
+          {"description", spec.description},
+          {"layers", layers},
+          {"output", {{"bias", spec.output.bias}, {"init_std", spec.output.init_std}, {"l2", spec.output.l2}}},
+          {"training", {{"batch_size", spec.training.batch_size}, {"lr", spec.training.lr}}}};
+}
+
+std::string models_directory() {
+  if (const char* env = std::getenv("BRAINPROP_MODELS")) return env;
+  return BRAINPROP_MODELS_DIR;
+}
+
+ModelSpec load_model(const std::string& name_or_path) {
+  namespace fs = std::filesystem;
+  const bool is_path = name_or_path.size() > 5 &&
+                       name_or_path.compare(name_or_path.size() - 5, 5, ".json") == 0;
+  const std::string path = is_path ? name_or_path : models_directory() + "/" + name_or_path + ".json";
+  if (!fs::exists(path)) {
+    std::string known;
+    if (fs::is_directory(models_directory()))
+      for (const auto& entry : fs::directory_iterator(models_directory()))
+        if (entry.path().extension() == ".json")
+          known += (known.empty() ? "" : ", ") + entry.path().stem().string();
+    BP_FAIL(path << ": no such model file" << (is_path ? "" : " (known models: " + known + ")"));
+  }
+  std::ifstream in(path);
+  BP_CHECK(in, path << ": cannot open");
+  json doc;
+  try {
+    doc = json::parse(in);
+  } catch (const json::parse_error& e) {
+    BP_FAIL(path << ": not valid JSON: " << e.what());
+  }
+  return parse_model(doc, path);
+}
+
+}  // namespace bp

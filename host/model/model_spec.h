@@ -1,0 +1,42 @@
+// A model as data: the JSON files in models/ parsed into a validated ModelSpec.
+// The schema is documented in docs/models.md. Unknown keys are rejected, naming the key.
+#pragma once
+#include <nlohmann/json.hpp>
+#include <string>
+#include <vector>
+
+namespace bp {
+
+struct LayerSpec {
+  std::string type;      // "dense", "relu", "flatten"
+  int units = 0;         // dense
+  bool bias = false;     // dense
+  double init_std = 0;   // dense: weights ~ N(0, init_std^2)
+  double l2 = 0;         // dense: Keras-convention L2 coefficient
+};
+
+// The reference's hyper-parameters for this architecture (the CLI may override them).
+struct TrainingDefaults {
+  int batch_size = 128;
+  double lr = 0.1;
+};
+
+struct ModelSpec {
+  std::string name;
+  std::string description;
+  std::vector<LayerSpec> layers;  // hidden layers, in order
+  LayerSpec output;               // the output dense layer; units come from the data set
+  TrainingDefaults training;
+};
+
+// Parses and validates; `source` (a file path) prefixes every error, followed by the JSON
+// path of the offending field, e.g. "models/x.json: layers[2].units: must be > 0, got -3".
+ModelSpec parse_model(const nlohmann::json& doc, const std::string& source);
+// Reads models/NAME.json for a bare name, or the given path for anything ending in .json.
+ModelSpec load_model(const std::string& name_or_path);
+// The fully resolved spec, every default written out (what config.json records).
+nlohmann::json model_to_json(const ModelSpec& spec);
+
+std::string models_directory();  // $BRAINPROP_MODELS or the models/ of the source tree
+
+}  // namespace bp

@@ -1,0 +1,97 @@
+#include "model/net.h"
+
+#include <cstring>
+
+namespace bp {
+
+Net::Net(const ModelSpec& spec, const Shape& input_shape, int classes, Backend& be, int max_batch,
+         DType dtype, uint64_t seed)
+    : be_(be),
+      input_shape_(input_shape),
+      classes_(classes),
+      max_batch_(max_batch),
+      dtype_(dtype),
+      output_(classes, spec.output.bias, spec.output.init_std, spec.output.l2) {
+  BP_CHECK(classes >= 2, "a classifier needs at least 2 classes, got " << classes);
+  BP_CHECK(max_batch >= 1, "batch size must be >= 1, got " << max_batch);
+  Shape shape = input_shape;
+  int param_index = 0;
+  std::map<std::string, int> per_type;
+  for (const LayerSpec& ls : spec.layers) {
+    auto layer = make_layer(ls);
+    layer->set_name(ls.type + std::to_string(++per_type[ls.type]));
+    layer->build(be, shape, max_batch, dtype, seed, param_index);
+    param_index += static_cast<int>(layer->params().size()) > 0 ? 1 : 0;
+    shape = layer->output_shape();
+    hidden_.push_back(std::move(layer));
+  }
+  output_.set_name("output");
+  output_.build(be, shape, max_batch, dtype, seed, param_index);
+  inputs_.resize(hidden_.size() + 1);
+  outputs_.resize(hidden_.size());
+}
+
+Tensor Net::forward(const Tensor& x, bool training) {
+  BP_CHECK(x.dim(0) <= max_batch_, "batch of " << x.dim(0) << " exceeds the net's largest batch "
+                                                << max_batch_);
+  Tensor h = x;
+  for (size_t i = 0; i < hidden_.size(); ++i) {
+    inputs_[i] = h;
+    h = hidden_[i]->forward(be_, h, training);
+    outputs_[i] = h;
+  }
+  inputs_.back() = h;
+  return output_.forward(be_, h, training);
+}
+
+void Net::propagate_down(size_t top, Tensor feedback, const UpdateArgs& update) {
+  for (size_t i = top; i-- > 0;)
+    feedback = hidden_[i]->backward(be_, inputs_[i], outputs_[i], feedback, i > 0, update);
+}
+
+void Net::backward(const Tensor& dlogits, const UpdateArgs& update) {
+  const bool need_dx = !hidden_.empty();
+  Tensor fb = output_.backward(be_, inputs_.back(), Tensor(), dlogits, need_dx, update);
+  propagate_down(hidden_.size(), fb, update);
+}
+
+void Net::backward_selected(const Tensor& action, const Tensor& err, const UpdateArgs& update) {
+  const bool need_dx = !hidden_.empty();
+  Tensor fb = output_.backward_selected(be_, inputs_.back(), action, err, need_dx, update);
+  propagate_down(hidden_.size(), fb, update);
+}
+
+std::vector<NamedParam> Net::params() {
+  std::vector<NamedParam> all;
+  for (auto& layer : hidden_)
+    for (const NamedParam& p : layer->params()) all.push_back(p);
+  for (const NamedParam& p : output_.params()) all.push_back(p);
+  return all;
+}
+
+std::map<std::string, std::vector<uint8_t>> Net::state() {
+  std::map<std::string, std::vector<uint8_t>> out;
+  for (const NamedParam& p : params()) {
+    std::vector<uint8_t> bytes(p.tensor->bytes());
+    be_.copy_to_host(*p.tensor, bytes.data());
+    out[p.name] = std::move(bytes);
+  }
+  return out;
+}
+
+void Net::load_state(const std::map<std::string, std::vector<uint8_t>>& values,
+                     const std::string& source) {
+  for (const NamedParam& p : params()) {
+    auto it = values.find(p.name);
+    BP_CHECK(it != values.end(), source << ": missing parameter " << p.name);
+    BP_CHECK(it->second.size() == p.tensor->bytes(),
+             source << ": parameter " << p.name << " holds " << it->second.size()
+                    << " bytes, the model needs " << p.tensor->bytes() << " ("
+                    << shape_string(p.tensor->shape()) << " " << dtype_name(p.tensor->dtype()) << ")");
+    be_.copy_from_host(*p.tensor, it->second.data());
+  }
+  BP_CHECK(values.size() == params().size(),
+           source << ": holds " << values.size() << " parameters, the model has " << params().size());
+}
+
+}  // namespace bp

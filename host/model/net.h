@@ -1,0 +1,51 @@
+// Net: the hidden layers of a ModelSpec plus its output dense layer, built for one backend,
+// dtype and largest batch. forward() keeps every layer's input and output for backward().
+#pragma once
+#include <map>
+#include <memory>
+#include <vector>
+
+#include "model/dense_layer.h"
+
+namespace bp {
+
+class Net {
+ public:
+  Net(const ModelSpec& spec, const Shape& input_shape, int classes, Backend& be, int max_batch,
+      DType dtype, uint64_t seed);
+
+  // Logits [B, classes] for x [B, input_shape...].
+  Tensor forward(const Tensor& x, bool training);
+  // EBP (and any dense output error): dlogits is dL_b/da_b per sample; the batch mean is taken
+  // by the update's 1/B.
+  void backward(const Tensor& dlogits, const UpdateArgs& update);
+  // BrainProp: only unit action[b] of sample b carries the error err[b] = dL_b/da_b[s_b].
+  void backward_selected(const Tensor& action, const Tensor& err, const UpdateArgs& update);
+
+  std::vector<NamedParam> params();
+  const Shape& input_shape() const { return input_shape_; }
+  int classes() const { return classes_; }
+  DType dtype() const { return dtype_; }
+  int max_batch() const { return max_batch_; }
+  Backend& backend() { return be_; }
+
+  // Parameter values on the host as raw bytes (for checkpoints) and back.
+  std::map<std::string, std::vector<uint8_t>> state();
+  void load_state(const std::map<std::string, std::vector<uint8_t>>& values,
+                  const std::string& source);
+
+ private:
+  void propagate_down(size_t top, Tensor feedback, const UpdateArgs& update);
+
+  Backend& be_;
+  Shape input_shape_;
+  int classes_;
+  int max_batch_;
+  DType dtype_;
+  std::vector<std::unique_ptr<Layer>> hidden_;
+  DenseLayer output_;
+  std::vector<Tensor> inputs_;  // inputs_[i]: input of hidden layer i; inputs_.back(): of output
+  std::vector<Tensor> outputs_;
+};
+
+}  // namespace bp

@@ -1,0 +1,46 @@
+// Everything a training run needs beyond the model: resolved from the CLI, the model's
+// training defaults and the reference's hyper-parameters, and written to config.json.
+#pragma once
+#include <cstdint>
+#include <nlohmann/json.hpp>
+#include <string>
+
+#include "model/model_spec.h"
+
+namespace bp {
+
+enum class Rule { BrainProp, Ebp };
+Rule parse_rule(const std::string& text);  // "brainprop" | "ebp", any case
+const char* rule_name(Rule rule);
+
+struct TrainConfig {
+  std::string data_spec = "fashion-mnist";
+  std::string model_source = "dense";  // name or path it was loaded from
+  ModelSpec model;
+  Rule rule = Rule::BrainProp;
+  int batch_size = 128;
+  double lr = 0.1;
+  int lr_decay_every = 100;
+  double lr_decay_factor = 0.5;
+  double epsilon = 0.02;
+  int max_epochs = 500;
+  int patience = 45;
+  double min_delta = 0.001;
+  uint64_t seed = 1;
+  // "holdout": the last holdout_fraction of a seeded permutation of the training set;
+  // "test": the test set, the reference's (and so the paper's) protocol.
+  std::string val = "holdout";
+  double holdout_fraction = 0.1;
+  int64_t train_limit = -1, test_limit = -1;
+  std::string backend = "auto";
+  int threads = 0;  // 0: all cores
+  std::string out_dir;
+  int eval_batch = 1000;
+  bool progress = true;
+};
+
+nlohmann::json config_to_json(const TrainConfig& config);
+// The inverse, for `eval` and `--resume`: every field must be present.
+TrainConfig config_from_json(const nlohmann::json& doc, const std::string& source);
+
+}  // namespace bp

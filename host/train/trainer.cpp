@@ -1,0 +1,220 @@
+#include "train/trainer.h"
+
+#include <chrono>
+#include <cmath>
+#include <cstdio>
+#include <filesystem>
+#include <memory>
+#include <sstream>
+
+#include "io/atomic_file.h"
+#include "model/net.h"
+#include "train/checkpoint.h"
+#include "train/device_data.h"
+#include "train/interrupt.h"
+#include "train/progress.h"
+#include "train/schedule.h"
+#include "train/shuffle.h"
+#include "train/training_step.h"
+
+namespace bp {
+
+using Clock = std::chrono::steady_clock;
+
+nlohmann::json EpochRecord::to_json(Rule rule) const {
+  nlohmann::json j = {{"epoch", epoch},
+                      {"lr", lr},
+                      {"train_loss", train_loss},
+                      {"train_accuracy", train_accuracy},
+                      {"val_accuracy", val_accuracy},
+                      {"seconds", seconds},
+                      {"images_per_second", images_per_second}};
+  if (rule == Rule::BrainProp) {
+    j["reward_rate"] = reward_rate;
+    j["exploration_rate"] = exploration_rate;
+  }
+  return j;
+}
+
+nlohmann::json TrainSummary::to_json() const {
+  return {{"best_val_accuracy", best_val_accuracy}, {"best_epoch", best_epoch},
+          {"epochs_run", epochs_run},               {"stop_reason", stop_reason},
+          {"test_accuracy", test_accuracy},         {"total_seconds", total_seconds},
+          {"val_protocol", val_protocol}};
+}
+
+std::unique_ptr<Backend> make_backend(const std::string& name, int threads) {
+  if (name == "cpu" || name == "auto") return make_cpu_backend(threads);
+  if (name == "cuda")
+    BP_FAIL("--backend cuda: this version has no CUDA training backend yet (the CUDA dense path "
+            "is being built); use --backend cpu");
+  BP_FAIL("unknown backend \"" << name << "\" (known: auto, cpu, cuda)");
+}
+
+namespace {
+
+std::string format_epoch_line(const EpochRecord& r, int max_epochs, Rule rule) {
+  char line[512];
+  int n = std::snprintf(line, sizeof line,
+                        "epoch %3d/%d  lr %.4g  loss %.4f  train_acc %.4f  val_acc %.4f", r.epoch,
+                        max_epochs, r.lr, r.train_loss, r.train_accuracy, r.val_accuracy);
+  if (rule == Rule::BrainProp)
+    n += std::snprintf(line + n, sizeof line - size_t(n), "  reward %.4f  explore %.4f",
+                       r.reward_rate, r.exploration_rate);
+  std::snprintf(line + n, sizeof line - size_t(n), "  %.2fs  %.0f img/s", r.seconds,
+                r.images_per_second);
+  return line;
+}
+
+// Writes the run directory's files; a no-op without --out.
+class RunDirectory {
+ public:
+  explicit RunDirectory(std::string dir) : dir_(std::move(dir)) {
+    if (dir_.empty()) return;
+    std::error_code ec;
+    std::filesystem::create_directories(dir_, ec);
+    BP_CHECK(!ec, dir_ << ": cannot create the run directory: " << ec.message());
+  }
+  bool enabled() const { return !dir_.empty(); }
+  std::string path(const std::string& name) const { return dir_ + "/" + name; }
+  void write_json(const std::string& name, const nlohmann::json& doc) const {
+    if (enabled()) write_file_atomic(path(name), doc.dump(2) + "\n");
+  }
+  void write_history(const std::vector<EpochRecord>& history, Rule rule) const {
+    if (!enabled()) return;
+    std::string text;
+    for (const EpochRecord& r : history) text += r.to_json(rule).dump() + "\n";
+    write_file_atomic(path("history.jsonl"), text);
+  }
+
+ private:
+  std::string dir_;
+};
+
+}  // namespace
+
+TrainResult train(const TrainConfig& config, const Dataset& data, Backend& be,
+                  const std::function<void(const std::string&)>& log) {
+  const auto t_start = Clock::now();
+  BP_CHECK(config.batch_size >= 1, "batch size must be >= 1, got " << config.batch_size);
+  BP_CHECK(config.max_epochs >= 1, "max epochs must be >= 1, got " << config.max_epochs);
+  BP_CHECK(config.epsilon >= 0 && config.epsilon <= 1, "epsilon must be in [0, 1], got "
+                                                            << config.epsilon);
+  BP_CHECK(data.train.count > 0, data.source << ": no training images");
+
+  // The validation split: the test set (the paper's protocol) or a seeded holdout.
+  ImageSet train_part, val_part;
+  const ImageSet* train_set = &data.train;
+  const ImageSet* val_set = &data.test;
+  if (config.val == "holdout") {
+    split_holdout(data.train, config.holdout_fraction, config.seed, train_part, val_part);
+    train_set = &train_part;
+    val_set = &val_part;
+  } else {
+    BP_CHECK(config.val == "test", "unknown validation protocol \"" << config.val
+                                                                    << "\" (known: holdout, test)");
+  }
+
+  const int max_batch = std::max(config.batch_size, config.eval_batch);
+  const Shape input{data.train.height, data.train.width, data.train.channels};
+  Net net(config.model, input, data.classes, be, max_batch, DType::F32, config.seed);
+  TrainingStep step(net, config.rule, config.epsilon, config.seed);
+
+  DeviceImages train_dev(be, *train_set), val_dev(be, *val_set), test_dev(be, data.test);
+  BatchLoader train_loader(be, train_dev, config.batch_size, DType::F32);
+  BatchLoader val_loader(be, val_dev, config.eval_batch, DType::F32);
+  BatchLoader test_loader(be, test_dev, config.eval_batch, DType::F32);
+  Tensor stats = be.empty({kStatCount}, DType::F64);
+
+  const RunDirectory run(config.out_dir);
+  run.write_json("config.json", config_to_json(config));
+
+  const LrSchedule schedule{config.lr, config.lr_decay_every, config.lr_decay_factor};
+  EarlyStopping stopper(config.patience, config.min_delta);
+  TrainResult result;
+  TrainSummary& summary = result.summary;
+  summary.val_protocol = config.val;
+  summary.best_val_accuracy = -1;
+  std::map<std::string, std::vector<uint8_t>> best_state;
+  uint64_t global_step = 0;
+  const int64_t batches = train_loader.batches(config.batch_size);
+
+  for (int epoch = 0; epoch < config.max_epochs; ++epoch) {
+    const auto t_epoch = Clock::now();
+    EpochRecord rec;
+    rec.epoch = epoch + 1;
+    rec.lr = schedule.at(epoch);
+    train_loader.set_order(epoch_permutation(train_dev.count(), config.seed, epoch));
+    be.fill(stats, 0.0);
+    ProgressBar bar(config.progress, rec.epoch, config.max_epochs, batches);
+    bool interrupted = false;
+    for (int64_t b = 0; b < batches; ++b) {
+      train_loader.load(b, config.batch_size);
+      step.run(train_loader.x(), train_loader.y(), rec.lr, global_step++, stats);
+      bar.update(b + 1, std::min<int64_t>((b + 1) * config.batch_size, train_dev.count()));
+      if (interrupt_requested()) {
+        interrupted = true;
+        break;
+      }
+    }
+    bar.finish();
+    if (interrupted) {
+      // Keep what was trained: the weights as they are, at this batch boundary.
+      if (run.enabled())
+        save_checkpoint(run.path("last.safetensors"), net, config, epoch,
+                        {{"partial_epoch", std::to_string(epoch + 1)}});
+      summary.stop_reason = "interrupted";
+      if (log) log("interrupted: checkpoint written at a batch boundary of epoch " +
+                   std::to_string(epoch + 1));
+      break;
+    }
+    const std::vector<double> s = read_stats(be, stats);
+    const double n = s[kStatSamples];
+    rec.train_loss = s[kStatLoss] / n;
+    rec.train_accuracy = s[kStatCorrect] / n;
+    rec.reward_rate = s[kStatReward] / n;
+    rec.exploration_rate = s[kStatExplored] / n;
+    const double train_seconds = std::chrono::duration<double>(Clock::now() - t_epoch).count();
+    rec.images_per_second = n / train_seconds;
+
+    if (!std::isfinite(rec.train_loss)) {
+      // Diverged: last.safetensors and best.safetensors keep the previous good epochs.
+      summary.stop_reason = "nan_loss";
+      summary.epochs_run = rec.epoch;
+      if (log) log("epoch " + std::to_string(rec.epoch) + ": loss is not finite, stopping");
+      break;
+    }
+    rec.val_accuracy = evaluate_accuracy(net, val_loader, config.eval_batch, stats);
+    rec.seconds = std::chrono::duration<double>(Clock::now() - t_epoch).count();
+    result.history.push_back(rec);
+    summary.epochs_run = rec.epoch;
+    if (log) log(format_epoch_line(rec, config.max_epochs, config.rule));
+
+    if (rec.val_accuracy > summary.best_val_accuracy) {
+      summary.best_val_accuracy = rec.val_accuracy;
+      summary.best_epoch = rec.epoch;
+      best_state = net.state();
+      if (run.enabled()) save_checkpoint(run.path("best.safetensors"), net, config, rec.epoch);
+    }
+    if (run.enabled()) save_checkpoint(run.path("last.safetensors"), net, config, rec.epoch);
+    run.write_history(result.history, config.rule);
+
+    if (stopper.update(rec.val_accuracy)) {
+      summary.stop_reason = "early_stopping";
+      break;
+    }
+  }
+  if (summary.stop_reason.empty()) summary.stop_reason = "max_epochs";
+  if (summary.best_val_accuracy < 0) summary.best_val_accuracy = 0;
+
+  // Test accuracy of the best epoch's weights (those in best.safetensors).
+  if (summary.best_epoch > 0) {
+    net.load_state(best_state, "best epoch snapshot");
+    summary.test_accuracy = evaluate_accuracy(net, test_loader, config.eval_batch, stats);
+  }
+  summary.total_seconds = std::chrono::duration<double>(Clock::now() - t_start).count();
+  run.write_json("summary.json", summary.to_json());
+  return result;
+}
+
+}  // namespace bp

@@ -1,0 +1,48 @@
+// The training loop: epochs of shuffled batches, evaluation, history, checkpoints,
+// early stopping, NaN and Ctrl-C handling. Backend-agnostic: all math goes through Backend.
+#pragma once
+#include <functional>
+#include <nlohmann/json.hpp>
+#include <string>
+#include <vector>
+
+#include "core/backend.h"
+#include "data/dataset.h"
+#include "train/train_config.h"
+
+namespace bp {
+
+struct EpochRecord {
+  int epoch = 0;  // 1-based
+  double lr = 0, train_loss = 0, train_accuracy = 0, val_accuracy = 0;
+  double seconds = 0, images_per_second = 0;
+  double reward_rate = 0, exploration_rate = 0;  // BrainProp only
+  nlohmann::json to_json(Rule rule) const;
+};
+
+struct TrainSummary {
+  double best_val_accuracy = 0;
+  int best_epoch = 0;
+  int epochs_run = 0;
+  std::string stop_reason;  // "early_stopping", "max_epochs", "nan_loss", "interrupted"
+  double test_accuracy = 0;
+  double total_seconds = 0;
+  std::string val_protocol;
+  nlohmann::json to_json() const;
+};
+
+struct TrainResult {
+  std::vector<EpochRecord> history;
+  TrainSummary summary;
+};
+
+// Picks "cpu" or "cuda" for --backend auto|cpu|cuda, with a reason when cuda is refused.
+std::unique_ptr<Backend> make_backend(const std::string& name, int threads);
+
+// Runs a whole training job. With config.out_dir set, writes config.json, history.jsonl,
+// summary.json, best.safetensors and last.safetensors there (each atomically).
+// `log` receives the one-line-per-epoch progress (nullptr: silent).
+TrainResult train(const TrainConfig& config, const Dataset& data, Backend& be,
+                  const std::function<void(const std::string&)>& log);
+
+}  // namespace bp

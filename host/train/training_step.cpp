@@ -1,0 +1,54 @@
+#include "train/training_step.h"
+
+#include "train/device_data.h"
+
+namespace bp {
+
+TrainingStep::TrainingStep(Net& net, Rule rule, double epsilon, uint64_t seed)
+    : net_(net), rule_(rule), epsilon_(epsilon), seed_(seed) {
+  Backend& be = net.backend();
+  const int b = net.max_batch();
+  action_ = be.empty({b}, DType::I32);
+  err_ = be.empty({b}, net.dtype());
+  dlogits_ = be.empty({b, net.classes()}, net.dtype());
+}
+
+void TrainingStep::run(const Tensor& x, const Tensor& labels, double lr, uint64_t step,
+                       Tensor& stats) {
+  Backend& be = net_.backend();
+  const int64_t batch = x.dim(0);
+  const Tensor logits = net_.forward(x, true);
+  const UpdateArgs update{lr, static_cast<int>(batch)};
+  if (rule_ == Rule::BrainProp) {
+    action_view_ = action_.rows(batch);
+    err_view_ = err_.rows(batch);
+    be.brainprop_head(logits, labels,
+                      BrainPropHeadArgs{static_cast<float>(epsilon_), seed_, step}, action_view_,
+                      err_view_, stats);
+    net_.backward_selected(action_view_, err_view_, update);
+  } else {
+    Tensor grad = dlogits_.rows(batch);
+    be.softmax_xent_head(logits, labels, grad, stats);
+    net_.backward(grad, update);
+  }
+}
+
+double evaluate_accuracy(Net& net, BatchLoader& loader, int batch, Tensor& stats) {
+  Backend& be = net.backend();
+  be.fill(stats, 0.0);
+  const int64_t n = loader.batches(batch);
+  for (int64_t i = 0; i < n; ++i) {
+    loader.load(i, batch);
+    be.count_correct(net.forward(loader.x(), false), loader.y(), stats);
+  }
+  const std::vector<double> s = read_stats(be, stats);
+  return s[kStatSamples] > 0 ? s[kStatCorrect] / s[kStatSamples] : 0.0;
+}
+
+std::vector<double> read_stats(Backend& be, const Tensor& stats) {
+  std::vector<double> host(static_cast<size_t>(stats.numel()));
+  be.copy_to_host(stats, host.data());
+  return host;
+}
+
+}  // namespace bp

@@ -1,0 +1,34 @@
+// One SGD step of either learning rule on a batch already on the backend:
+// forward, output head (BrainProp's action selection + RPE, or softmax cross-entropy),
+// and the backward pass that updates every layer in place. Used by the trainer, the
+// benchmark and the tests, so all three time and check the same code.
+#pragma once
+#include "model/net.h"
+#include "train/train_config.h"
+
+namespace bp {
+
+class TrainingStep {
+ public:
+  TrainingStep(Net& net, Rule rule, double epsilon, uint64_t seed);
+  // stats (float64 [kStatCount] on the backend) accumulates loss, accuracy, reward, exploration.
+  void run(const Tensor& x, const Tensor& labels, double lr, uint64_t step, Tensor& stats);
+  // The last step's BrainProp actions (int32 [B]) and output errors ([B]).
+  const Tensor& actions() const { return action_view_; }
+  const Tensor& errors() const { return err_view_; }
+
+ private:
+  Net& net_;
+  Rule rule_;
+  double epsilon_;
+  uint64_t seed_;
+  Tensor action_, err_, dlogits_, action_view_, err_view_;
+};
+
+// Accuracy of argmax over a whole split, in batches of `batch`; stats is scratch.
+double evaluate_accuracy(Net& net, class BatchLoader& loader, int batch, Tensor& stats);
+
+// Reads a stats tensor back to the host (the one sync per epoch or evaluation).
+std::vector<double> read_stats(Backend& be, const Tensor& stats);
+
+}  // namespace bp

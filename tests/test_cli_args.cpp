@@ -1,0 +1,132 @@
+// The command-line parser: --name value, --name=value, flags, positionals and the errors.
+#include <gtest/gtest.h>
+
+#include <functional>
+#include <set>
+#include <string>
+#include <vector>
+
+#include "cli/args.h"
+#include "core/error.h"
+
+namespace {
+
+using bp::cli::Args;
+
+// Runs `body` and checks it throws bp::Error whose message contains `needle`.
+::testing::AssertionResult throws_with(const std::function<void()>& body, const std::string& needle) {
+  try {
+    body();
+  } catch (const bp::Error& e) {
+    if (std::string(e.what()).find(needle) != std::string::npos) return ::testing::AssertionSuccess();
+    return ::testing::AssertionFailure() << "message \"" << e.what() << "\" lacks \"" << needle << "\"";
+  }
+  return ::testing::AssertionFailure() << "no bp::Error thrown (wanted one containing \"" << needle << "\")";
+}
+
+const std::set<std::string> kValues = {"lr", "epochs", "seed", "model"};
+const std::set<std::string> kFlags = {"verbose", "resume"};
+
+Args parse(const std::vector<std::string>& argv) { return Args(argv, kValues, kFlags); }
+
+TEST(CliArgs, SeparateValue) {
+  const Args a = parse({"--lr", "0.05", "--model", "dense"});
+  EXPECT_TRUE(a.has("lr"));
+  EXPECT_EQ(a.get("lr", ""), "0.05");
+  EXPECT_EQ(a.get("model", ""), "dense");
+  EXPECT_DOUBLE_EQ(a.get_double("lr", 0.1), 0.05);
+}
+
+TEST(CliArgs, InlineValue) {
+  const Args a = parse({"--epochs=12", "--model=models/x.json", "--seed="});
+  EXPECT_EQ(a.get_int("epochs", 0), 12);
+  EXPECT_EQ(a.get("model", ""), "models/x.json");
+  EXPECT_TRUE(a.has("seed"));
+  EXPECT_EQ(a.get("seed", "fallback"), "");
+}
+
+TEST(CliArgs, InlineValueMayContainEquals) {
+  const Args a = parse({"--model=a=b"});
+  EXPECT_EQ(a.get("model", ""), "a=b");
+}
+
+TEST(CliArgs, LaterValueWins) {
+  const Args a = parse({"--epochs", "3", "--epochs=4"});
+  EXPECT_EQ(a.get_int("epochs", 0), 4);
+}
+
+TEST(CliArgs, Flags) {
+  const Args a = parse({"--verbose"});
+  EXPECT_TRUE(a.flag("verbose"));
+  EXPECT_TRUE(a.has("verbose"));
+  EXPECT_FALSE(a.flag("resume"));
+  EXPECT_FALSE(a.has("resume"));
+  EXPECT_FALSE(a.has("lr"));
+}
+
+TEST(CliArgs, Positionals) {
+  const Args a = parse({"train", "--verbose", "run1", "--lr", "0.2", "-x", "--", "last"});
+  EXPECT_EQ(a.positionals(), (std::vector<std::string>{"train", "run1", "-x", "--", "last"}));
+  EXPECT_TRUE(a.flag("verbose"));
+  EXPECT_DOUBLE_EQ(a.get_double("lr", 0), 0.2);
+}
+
+TEST(CliArgs, FlagDoesNotConsumeTheNextArgument) {
+  const Args a = parse({"--resume", "ckpt"});
+  EXPECT_TRUE(a.flag("resume"));
+  EXPECT_EQ(a.positionals(), std::vector<std::string>{"ckpt"});
+}
+
+TEST(CliArgs, FallbacksWhenAbsent) {
+  const Args a = parse({});
+  EXPECT_EQ(a.get("model", "dense"), "dense");
+  EXPECT_EQ(a.get_int("epochs", 7), 7);
+  EXPECT_EQ(a.get_int64("seed", -1), -1);
+  EXPECT_DOUBLE_EQ(a.get_double("lr", 0.125), 0.125);
+  EXPECT_TRUE(a.positionals().empty());
+}
+
+TEST(CliArgs, UnknownOptionListsKnownOptions) {
+  const auto body = [] { parse({"--lrate", "0.1"}); };
+  EXPECT_TRUE(throws_with(body, "unknown option --lrate"));
+  for (const char* known : {"--lr", "--epochs", "--seed", "--model", "--verbose", "--resume"})
+    EXPECT_TRUE(throws_with(body, known));
+}
+
+TEST(CliArgs, FlagWithInlineValueIsRejected) {
+  EXPECT_TRUE(throws_with([] { parse({"--verbose=1"}); }, "--verbose"));
+}
+
+TEST(CliArgs, MissingValue) {
+  EXPECT_TRUE(throws_with([] { parse({"--model"}); }, "option --model needs a value"));
+  EXPECT_TRUE(throws_with([] { parse({"train", "--epochs"}); }, "option --epochs needs a value"));
+}
+
+TEST(CliArgs, GetIntRejectsTrailingGarbage) {
+  const Args a = parse({"--epochs", "12x", "--seed", ""});
+  EXPECT_TRUE(throws_with([&] { a.get_int("epochs", 0); }, "--epochs expects an integer, got \"12x\""));
+  EXPECT_TRUE(throws_with([&] { a.get_int64("epochs", 0); }, "expects an integer"));
+  EXPECT_TRUE(throws_with([&] { a.get_int64("seed", 0); }, "expects an integer"));
+}
+
+TEST(CliArgs, GetIntRange) {
+  EXPECT_EQ(parse({"--epochs", "-3"}).get_int("epochs", 0), -3);
+  EXPECT_EQ(parse({"--epochs", "2147483647"}).get_int("epochs", 0), 2147483647);
+  EXPECT_TRUE(throws_with([] { parse({"--epochs", "2147483648"}).get_int("epochs", 0); }, "out of range"));
+  EXPECT_EQ(parse({"--seed", "9223372036854775807"}).get_int64("seed", 0), 9223372036854775807LL);
+  // strtoll clamps; the parser must not silently accept the clamped value.
+  EXPECT_TRUE(throws_with([] { parse({"--seed", "99999999999999999999"}).get_int64("seed", 0); },
+                          "out of range"));
+}
+
+TEST(CliArgs, GetDouble) {
+  EXPECT_DOUBLE_EQ(parse({"--lr=1e-3"}).get_double("lr", 0), 1e-3);
+  EXPECT_DOUBLE_EQ(parse({"--lr", "-2.5"}).get_double("lr", 0), -2.5);
+  EXPECT_DOUBLE_EQ(parse({"--lr", "3"}).get_double("lr", 0), 3.0);
+  EXPECT_TRUE(throws_with([] { parse({"--lr", "0.1.2"}).get_double("lr", 0); },
+                          "--lr expects a number, got \"0.1.2\""));
+  EXPECT_TRUE(throws_with([] { parse({"--lr", "abc"}).get_double("lr", 0); }, "expects a number"));
+  EXPECT_TRUE(throws_with([] { parse({"--lr="}).get_double("lr", 0); }, "expects a number"));
+}
+
+}  // namespace

@@ -1,0 +1,317 @@
+// Model specs: the shipped models/dense.json, loading by name and by path, validation errors
+// that name the JSON path and the reason, and the model_to_json -> parse_model round trip.
+#include <gtest/gtest.h>
+#include <unistd.h>
+
+#include <filesystem>
+#include <fstream>
+#include <functional>
+#include <string>
+
+#include <nlohmann/json.hpp>
+
+#include "core/error.h"
+#include "model/model_spec.h"
+
+namespace {
+
+namespace fs = std::filesystem;
+using nlohmann::json;
+
+// Runs `body` and checks it throws bp::Error whose message contains `needle`.
+::testing::AssertionResult throws_with(const std::function<void()>& body, const std::string& needle) {
+  try {
+    body();
+  } catch (const bp::Error& e) {
+    if (std::string(e.what()).find(needle) != std::string::npos) return ::testing::AssertionSuccess();
+    return ::testing::AssertionFailure() << "message \"" << e.what() << "\" lacks \"" << needle << "\"";
+  }
+  return ::testing::AssertionFailure() << "no bp::Error thrown (wanted one containing \"" << needle << "\")";
+}
+
+// The message of the bp::Error that `body` throws ("" if none).
+std::string error_of(const std::function<void()>& body) {
+  try {
+    body();
+  } catch (const bp::Error& e) {
+    return e.what();
+  }
+  return "";
+}
+
+// A scratch directory unique to this test and process, removed afterwards.
+class ScratchDir {
+ public:
+  ScratchDir() {
+    const auto* info = ::testing::UnitTest::GetInstance()->current_test_info();
+    path_ = fs::temp_directory_path() /
+            ("bp_model_spec_" + std::string(info->name()) + "_" + std::to_string(::getpid()));
+    fs::remove_all(path_);
+    fs::create_directories(path_);
+  }
+  ~ScratchDir() {
+    std::error_code ec;
+    fs::remove_all(path_, ec);
+  }
+  std::string write(const std::string& name, const std::string& text) const {
+    const fs::path p = path_ / name;
+    std::ofstream(p) << text;
+    return p.string();
+  }
+
+ private:
+  fs::path path_;
+};
+
+// A small valid model to mutate in the rejection tests.
+json valid_doc() {
+  return json::parse(R"({
+    "name": "tiny",
+    "layers": [
+      {"type": "flatten"},
+      {"type": "dense", "units": 16},
+      {"type": "relu"}
+    ]
+  })");
+}
+
+void parse(const json& doc) { bp::parse_model(doc, "test.json"); }
+
+void expect_reference_dense(const bp::ModelSpec& spec) {
+  EXPECT_EQ(spec.name, "dense");
+  ASSERT_EQ(spec.layers.size(), 7u);
+  const char* types[] = {"flatten", "dense", "relu", "dense", "relu", "dense", "relu"};
+  const int units[] = {0, 1500, 0, 1000, 0, 500, 0};
+  for (size_t i = 0; i < spec.layers.size(); ++i) {
+    SCOPED_TRACE("layer " + std::to_string(i));
+    EXPECT_EQ(spec.layers[i].type, types[i]);
+    if (spec.layers[i].type == "dense") {
+      EXPECT_EQ(spec.layers[i].units, units[i]);
+      EXPECT_FALSE(spec.layers[i].bias);
+      EXPECT_DOUBLE_EQ(spec.layers[i].init_std, 0.01);
+      EXPECT_DOUBLE_EQ(spec.layers[i].l2, 0.0);
+    }
+  }
+  EXPECT_EQ(spec.output.type, "dense");
+  EXPECT_FALSE(spec.output.bias);
+  EXPECT_DOUBLE_EQ(spec.output.init_std, 0.01);
+  EXPECT_EQ(spec.training.batch_size, 128);
+  EXPECT_DOUBLE_EQ(spec.training.lr, 0.1);
+}
+
+TEST(ModelSpecLoad, DenseByNameIsTheReferenceArchitecture) {
+  expect_reference_dense(bp::load_model("dense"));
+}
+
+TEST(ModelSpecLoad, DenseByJsonPath) {
+  expect_reference_dense(bp::load_model(bp::models_directory() + "/dense.json"));
+}
+
+TEST(ModelSpecLoad, ArbitraryJsonPath) {
+  ScratchDir dir;
+  json doc = valid_doc();
+  doc["training"] = {{"batch_size", 32}, {"lr", 0.5}};
+  const std::string path = dir.write("my_model.json", doc.dump());
+  const bp::ModelSpec spec = bp::load_model(path);
+  EXPECT_EQ(spec.name, "tiny");
+  ASSERT_EQ(spec.layers.size(), 3u);
+  EXPECT_EQ(spec.layers[1].units, 16);
+  EXPECT_DOUBLE_EQ(spec.layers[1].init_std, 0.005);  // the documented default
+  EXPECT_EQ(spec.training.batch_size, 32);
+  EXPECT_DOUBLE_EQ(spec.training.lr, 0.5);
+}
+
+TEST(ModelSpecLoad, InvalidJsonTextNamesTheFile) {
+  ScratchDir dir;
+  const std::string path = dir.write("broken.json", "{\"name\": \"x\", \"layers\": [");
+  const std::string msg = error_of([&] { bp::load_model(path); });
+  EXPECT_NE(msg.find(path), std::string::npos) << msg;
+  EXPECT_NE(msg.find("not valid JSON"), std::string::npos) << msg;
+}
+
+TEST(ModelSpecLoad, MissingPathIsAnError) {
+  EXPECT_TRUE(throws_with([&] { bp::load_model("/nonexistent/dir/nothing.json"); }, "no such model file"));
+}
+
+TEST(ModelSpecLoad, UnknownNameListsKnownModels) {
+  const std::string msg = error_of([] { bp::load_model("no_such_model_xyz"); });
+  EXPECT_NE(msg.find("no_such_model_xyz"), std::string::npos) << msg;
+  EXPECT_NE(msg.find("known models:"), std::string::npos) << msg;
+  EXPECT_NE(msg.find("dense"), std::string::npos) << msg;
+}
+
+TEST(ModelSpecLoad, ErrorsFromAFileArePrefixedWithItsPath) {
+  ScratchDir dir;
+  json doc = valid_doc();
+  doc["layers"][1]["units"] = -3;
+  const std::string path = dir.write("bad_units.json", doc.dump());
+  EXPECT_TRUE(throws_with([&] { bp::load_model(path); }, path + ": layers[1].units: must be > 0, got -3"));
+}
+
+TEST(ModelSpecParse, ValidDocumentParses) {
+  const bp::ModelSpec spec = bp::parse_model(valid_doc(), "test.json");
+  EXPECT_EQ(spec.name, "tiny");
+  EXPECT_EQ(spec.description, "");
+  ASSERT_EQ(spec.layers.size(), 3u);
+  EXPECT_EQ(spec.layers[0].type, "flatten");
+  EXPECT_EQ(spec.layers[2].type, "relu");
+  EXPECT_EQ(spec.training.batch_size, 128);
+  EXPECT_DOUBLE_EQ(spec.training.lr, 0.1);
+}
+
+TEST(ModelSpecParse, RejectsUnknownTopLevelKey) {
+  json doc = valid_doc();
+  doc["optimiser"] = "adam";
+  const std::string msg = error_of([&] { parse(doc); });
+  EXPECT_NE(msg.find("test.json: optimiser: "), std::string::npos) << msg;
+  EXPECT_NE(msg.find("unknown key \"optimiser\""), std::string::npos) << msg;
+  EXPECT_NE(msg.find("known keys:"), std::string::npos) << msg;
+}
+
+TEST(ModelSpecParse, RejectsUnknownLayerType) {
+  json doc = valid_doc();
+  doc["layers"][1]["type"] = "conv";
+  const std::string msg = error_of([&] { parse(doc); });
+  EXPECT_NE(msg.find("layers[1].type"), std::string::npos) << msg;
+  EXPECT_NE(msg.find("unknown layer type \"conv\""), std::string::npos) << msg;
+  EXPECT_NE(msg.find("dense"), std::string::npos) << msg;  // lists the known types
+}
+
+TEST(ModelSpecParse, RejectsMissingUnits) {
+  json doc = valid_doc();
+  doc["layers"][1].erase("units");
+  EXPECT_TRUE(throws_with([&] { parse(doc); }, "layers[1]: missing required field \"units\""));
+}
+
+TEST(ModelSpecParse, RejectsNegativeUnits) {
+  json doc = valid_doc();
+  doc["layers"][1]["units"] = -5;
+  EXPECT_TRUE(throws_with([&] { parse(doc); }, "layers[1].units: must be > 0, got -5"));
+}
+
+TEST(ModelSpecParse, RejectsZeroUnits) {
+  json doc = valid_doc();
+  doc["layers"][1]["units"] = 0;
+  EXPECT_TRUE(throws_with([&] { parse(doc); }, "layers[1].units: must be > 0, got 0"));
+}
+
+TEST(ModelSpecParse, RejectsNonIntegerUnits) {
+  json doc = valid_doc();
+  doc["layers"][1]["units"] = 1.5;
+  EXPECT_TRUE(throws_with([&] { parse(doc); }, "layers[1].units: expected an integer, got 1.5"));
+  doc["layers"][1]["units"] = "16";
+  EXPECT_TRUE(throws_with([&] { parse(doc); }, "layers[1].units: expected an integer"));
+}
+
+TEST(ModelSpecParse, RejectsUnknownKeyInsideALayer) {
+  json doc = valid_doc();
+  doc["layers"][0] = {{"type", "dense"}, {"units", 8}, {"unitz", 8}};
+  const std::string msg = error_of([&] { parse(doc); });
+  EXPECT_NE(msg.find("layers[0].unitz"), std::string::npos) << msg;
+  EXPECT_NE(msg.find("unknown key"), std::string::npos) << msg;
+}
+
+TEST(ModelSpecParse, RejectsNegativeInitStd) {
+  json doc = valid_doc();
+  doc["init_std"] = -0.1;
+  EXPECT_TRUE(throws_with([&] { parse(doc); }, "init_std: must be >= 0"));
+  doc = valid_doc();
+  doc["layers"][1]["init_std"] = -1;
+  EXPECT_TRUE(throws_with([&] { parse(doc); }, "layers[1].init_std: must be >= 0"));
+}
+
+TEST(ModelSpecParse, RejectsLayersThatAreNotAnArray) {
+  json doc = valid_doc();
+  doc["layers"] = {{"type", "relu"}};
+  EXPECT_TRUE(throws_with([&] { parse(doc); }, "layers: expected an array"));
+  doc["layers"] = 3;
+  EXPECT_TRUE(throws_with([&] { parse(doc); }, "layers: expected an array"));
+}
+
+TEST(ModelSpecParse, RejectsMissingLayers) {
+  json doc = valid_doc();
+  doc.erase("layers");
+  EXPECT_TRUE(throws_with([&] { parse(doc); }, "missing required field \"layers\""));
+}
+
+TEST(ModelSpecParse, RejectsReluWithExtraKey) {
+  json doc = valid_doc();
+  doc["layers"][2]["units"] = 4;
+  const std::string msg = error_of([&] { parse(doc); });
+  EXPECT_NE(msg.find("layers[2].units"), std::string::npos) << msg;
+  EXPECT_NE(msg.find("unknown key \"units\""), std::string::npos) << msg;
+}
+
+TEST(ModelSpecParse, RejectsMissingName) {
+  json doc = valid_doc();
+  doc.erase("name");
+  EXPECT_TRUE(throws_with([&] { parse(doc); }, "missing required field \"name\""));
+}
+
+TEST(ModelSpecParse, RejectsNonObjectDocumentAndLayer) {
+  EXPECT_TRUE(throws_with([] { parse(json::array()); }, "expected an object"));
+  json doc = valid_doc();
+  doc["layers"][1] = "dense";
+  EXPECT_TRUE(throws_with([&] { parse(doc); }, "layers[1]: expected a layer object"));
+}
+
+TEST(ModelSpecParse, RejectsBadTrainingDefaults) {
+  json doc = valid_doc();
+  doc["training"] = {{"lr", 0}};
+  EXPECT_TRUE(throws_with([&] { parse(doc); }, "training.lr: must be > 0"));
+  doc["training"] = {{"batch_size", 0}};
+  EXPECT_TRUE(throws_with([&] { parse(doc); }, "training.batch_size: must be > 0"));
+  doc["training"] = {{"epochs", 3}};
+  EXPECT_TRUE(throws_with([&] { parse(doc); }, "training.epochs"));
+}
+
+TEST(ModelSpecJson, RoundTripEquals) {
+  json doc = valid_doc();
+  doc["description"] = "round trip";
+  doc["init_std"] = 0.02;
+  doc["l2"] = 1e-4;
+  doc["layers"].push_back({{"type", "dense"}, {"units", 7}, {"bias", true}, {"init_std", 0.3}});
+  doc["output"] = {{"bias", true}, {"l2", 0.5}};
+  doc["training"] = {{"batch_size", 64}, {"lr", 0.25}};
+  const bp::ModelSpec a = bp::parse_model(doc, "a.json");
+  const json written = bp::model_to_json(a);
+  // Through text as well, as config.json is.
+  const bp::ModelSpec b = bp::parse_model(json::parse(written.dump()), "b.json");
+
+  EXPECT_EQ(bp::model_to_json(b), written);
+  EXPECT_EQ(b.name, a.name);
+  EXPECT_EQ(b.description, a.description);
+  ASSERT_EQ(b.layers.size(), a.layers.size());
+  for (size_t i = 0; i < a.layers.size(); ++i) {
+    SCOPED_TRACE("layer " + std::to_string(i));
+    EXPECT_EQ(b.layers[i].type, a.layers[i].type);
+    EXPECT_EQ(b.layers[i].units, a.layers[i].units);
+    EXPECT_EQ(b.layers[i].bias, a.layers[i].bias);
+    EXPECT_EQ(b.layers[i].init_std, a.layers[i].init_std);
+    EXPECT_EQ(b.layers[i].l2, a.layers[i].l2);
+  }
+  EXPECT_EQ(b.output.type, a.output.type);
+  EXPECT_EQ(b.output.bias, a.output.bias);
+  EXPECT_EQ(b.output.init_std, a.output.init_std);
+  EXPECT_EQ(b.output.l2, a.output.l2);
+  EXPECT_EQ(b.training.batch_size, a.training.batch_size);
+  EXPECT_EQ(b.training.lr, a.training.lr);
+
+  // Spot-check the resolved values came through.
+  EXPECT_EQ(a.layers[1].init_std, 0.02);
+  EXPECT_EQ(a.layers[1].l2, 1e-4);
+  EXPECT_EQ(a.layers[3].units, 7);
+  EXPECT_TRUE(a.layers[3].bias);
+  EXPECT_EQ(a.layers[3].init_std, 0.3);
+  EXPECT_TRUE(a.output.bias);
+  EXPECT_EQ(a.output.init_std, 0.02);
+  EXPECT_EQ(a.output.l2, 0.5);
+}
+
+TEST(ModelSpecJson, ShippedDenseRoundTrips) {
+  const bp::ModelSpec a = bp::load_model("dense");
+  const json written = bp::model_to_json(a);
+  EXPECT_EQ(bp::model_to_json(bp::parse_model(written, "config.json")), written);
+}
+
+}  // namespace

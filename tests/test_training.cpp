@@ -1,0 +1,212 @@
+// Whole training runs on the CPU: real learning on a Fashion-MNIST subset, determinism,
+// the NaN stop, early stopping, the run directory's files and the data plumbing.
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <filesystem>
+#include <fstream>
+#include <random>
+
+#include "io/safetensors.h"
+#include "model/net.h"
+#include "train/checkpoint.h"
+#include "train/device_data.h"
+#include "train/trainer.h"
+#include "train/training_step.h"
+
+namespace bp {
+namespace {
+
+namespace fs = std::filesystem;
+
+ModelSpec small_mlp() {
+  ModelSpec spec;
+  spec.name = "small_mlp";
+  spec.layers = {{"flatten"}, {"dense", 256, false, 0.05, 0}, {"relu"},
+                 {"dense", 128, false, 0.05, 0}, {"relu"}};
+  spec.output = {"dense", 0, false, 0.05, 0};
+  return spec;
+}
+
+// Two classes told apart by which half of an 8x8 image is brighter.
+Dataset synthetic_halves(int64_t train, int64_t test, uint64_t seed) {
+  std::mt19937 gen(static_cast<uint32_t>(seed));
+  auto fill = [&](ImageSet& set, int64_t n) {
+    set.count = n;
+    set.height = set.width = 8;
+    set.channels = 1;
+    set.pixels.resize(size_t(n * 64));
+    set.labels.resize(size_t(n));
+    for (int64_t i = 0; i < n; ++i) {
+      const int label = int(gen() % 2);
+      set.labels[size_t(i)] = label;
+      for (int p = 0; p < 64; ++p) {
+        const bool bright = ((p % 8) < 4) == (label == 0);
+        set.pixels[size_t(i * 64 + p)] = uint8_t((bright ? 128 : 0) + gen() % 100);
+      }
+    }
+  };
+  Dataset d;
+  d.name = "halves";
+  d.source = "synthetic";
+  d.classes = 2;
+  d.class_names = {"left", "right"};
+  fill(d.train, train);
+  fill(d.test, test);
+  return d;
+}
+
+TrainConfig quick_config(Rule rule, int epochs) {
+  TrainConfig c;
+  c.model = small_mlp();
+  c.rule = rule;
+  c.max_epochs = epochs;
+  c.val = "test";
+  c.progress = false;
+  c.eval_batch = 500;
+  return c;
+}
+
+fs::path fresh_dir(const std::string& name) {
+  const fs::path dir = fs::temp_directory_path() / ("brainprop-test-" + name + "-" + std::to_string(::getpid()));
+  fs::remove_all(dir);
+  return dir;
+}
+
+const char* kFashion = "/usr/share/datasets/fashion-mnist";
+
+class FashionMnistSubset : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    if (!fs::exists(kFashion))
+      GTEST_SKIP() << kFashion << " is missing (apt-get install dataset-fashion-mnist)";
+  }
+};
+
+TEST_F(FashionMnistSubset, BothRulesClearlyLearn) {
+  const Dataset data = load_dataset("fashion-mnist", DataLimits{10000, 2000});
+  auto be = make_cpu_backend(2);
+  // Chance is 0.10. Deterministic for the seed; the margins leave room for BLAS rounding.
+  const TrainResult ebp = train(quick_config(Rule::Ebp, 3), data, *be, nullptr);
+  EXPECT_GT(ebp.summary.best_val_accuracy, 0.65);
+  const TrainResult bp = train(quick_config(Rule::BrainProp, 3), data, *be, nullptr);
+  EXPECT_GT(bp.summary.best_val_accuracy, 0.35);
+  // BrainProp's reward rate rises as it learns; exploration stays near eps * (1 - p_best).
+  EXPECT_GT(bp.history.back().reward_rate, bp.history.front().reward_rate);
+  EXPECT_LT(bp.history.back().exploration_rate, 0.03);
+}
+
+TEST(Training, SameSeedSameHistory) {
+  const Dataset data = synthetic_halves(1500, 300, 5);
+  for (Rule rule : {Rule::BrainProp, Rule::Ebp}) {
+    auto be = make_cpu_backend(2);
+    const TrainResult a = train(quick_config(rule, 2), data, *be, nullptr);
+    const TrainResult b = train(quick_config(rule, 2), data, *be, nullptr);
+    ASSERT_EQ(a.history.size(), b.history.size());
+    for (size_t e = 0; e < a.history.size(); ++e) {
+      EXPECT_EQ(a.history[e].train_loss, b.history[e].train_loss);
+      EXPECT_EQ(a.history[e].train_accuracy, b.history[e].train_accuracy);
+      EXPECT_EQ(a.history[e].val_accuracy, b.history[e].val_accuracy);
+      EXPECT_EQ(a.history[e].reward_rate, b.history[e].reward_rate);
+    }
+    TrainConfig other = quick_config(rule, 2);
+    other.seed = 2;
+    const TrainResult c = train(other, data, *be, nullptr);
+    EXPECT_NE(a.history[0].train_loss, c.history[0].train_loss) << "the seed must matter";
+  }
+}
+
+TEST(Training, StopsOnNanLossKeepingEarlierCheckpoints) {
+  const Dataset data = synthetic_halves(1000, 200, 6);
+  auto be = make_cpu_backend(2);
+  TrainConfig c = quick_config(Rule::Ebp, 5);
+  c.lr = 1e30;  // diverges within the first epoch
+  c.out_dir = fresh_dir("nan").string();
+  const TrainResult r = train(c, data, *be, nullptr);
+  EXPECT_EQ(r.summary.stop_reason, "nan_loss");
+  EXPECT_EQ(r.summary.epochs_run, 1);
+  EXPECT_TRUE(r.history.empty());
+  EXPECT_FALSE(fs::exists(fs::path(c.out_dir) / "last.safetensors")) << "no NaN weights saved";
+  EXPECT_TRUE(fs::exists(fs::path(c.out_dir) / "summary.json"));
+  fs::remove_all(c.out_dir);
+}
+
+TEST(Training, EarlyStoppingEndsTheRun) {
+  const Dataset data = synthetic_halves(600, 200, 7);
+  auto be = make_cpu_backend(1);
+  TrainConfig c = quick_config(Rule::Ebp, 50);
+  c.patience = 2;
+  c.min_delta = 2.0;  // no epoch after the first can improve by 2
+  const TrainResult r = train(c, data, *be, nullptr);
+  EXPECT_EQ(r.summary.stop_reason, "early_stopping");
+  EXPECT_EQ(r.summary.epochs_run, 3);
+}
+
+TEST(Training, RunDirectoryHoldsConfigHistorySummaryAndCheckpoints) {
+  const Dataset data = synthetic_halves(800, 300, 8);
+  auto be = make_cpu_backend(2);
+  TrainConfig c = quick_config(Rule::BrainProp, 3);
+  c.val = "holdout";
+  c.out_dir = fresh_dir("rundir").string();
+  const TrainResult r = train(c, data, *be, nullptr);
+  const fs::path dir(c.out_dir);
+  for (const char* f : {"config.json", "history.jsonl", "summary.json", "best.safetensors", "last.safetensors"})
+    EXPECT_TRUE(fs::exists(dir / f)) << f;
+  std::ifstream hist(dir / "history.jsonl");
+  std::string line;
+  int lines = 0;
+  while (std::getline(hist, line)) {
+    const auto j = nlohmann::json::parse(line);
+    for (const char* k : {"epoch", "lr", "train_loss", "train_accuracy", "val_accuracy", "seconds",
+                          "images_per_second", "reward_rate", "exploration_rate"})
+      EXPECT_TRUE(j.contains(k)) << k;
+    ++lines;
+  }
+  EXPECT_EQ(lines, 3);
+  const auto summary = nlohmann::json::parse(std::ifstream(dir / "summary.json"));
+  EXPECT_EQ(summary.at("best_epoch").get<int>(), r.summary.best_epoch);
+  EXPECT_EQ(summary.at("stop_reason").get<std::string>(), "max_epochs");
+  const auto config = nlohmann::json::parse(std::ifstream(dir / "config.json"));
+  EXPECT_EQ(config.at("rule").get<std::string>(), "brainprop");
+  EXPECT_EQ(config.at("model").at("layers").size(), 5u);
+
+  // The best checkpoint rebuilds the net and reproduces the summary's test accuracy.
+  const CheckpointInfo info = read_checkpoint_info((dir / "best.safetensors").string());
+  EXPECT_EQ(info.epoch, r.summary.best_epoch);
+  Net net(info.config.model, {8, 8, 1}, 2, *be, 100, DType::F32, 123);
+  load_checkpoint_weights((dir / "best.safetensors").string(), net);
+  DeviceImages test(*be, data.test);
+  BatchLoader loader(*be, test, 100, DType::F32);
+  Tensor stats = be->empty({kStatCount}, DType::F64);
+  EXPECT_DOUBLE_EQ(evaluate_accuracy(net, loader, 100, stats), r.summary.test_accuracy);
+  EXPECT_GT(r.summary.test_accuracy, 0.9) << "the halves task is easy";
+  fs::remove_all(dir);
+}
+
+TEST(DataPlumbing, LastPartialBatchIsKeptAndScaledToUnit) {
+  const Dataset data = synthetic_halves(1000, 10, 9);
+  auto be = make_cpu_backend(1);
+  DeviceImages dev(*be, data.train);
+  BatchLoader loader(*be, dev, 128, DType::F32);
+  ASSERT_EQ(loader.batches(128), 8);
+  loader.load(7, 128);
+  EXPECT_EQ(loader.x().dim(0), 1000 - 7 * 128);
+  const int64_t first = 7 * 128;
+  EXPECT_FLOAT_EQ(loader.x().data<float>()[5], float(data.train.pixels[size_t(first * 64 + 5)]) / 255.0f);
+  EXPECT_EQ(loader.y().data<int32_t>()[3], data.train.labels[size_t(first + 3)]);
+}
+
+TEST(DataPlumbing, HoldoutSplitIsDisjointAndSized) {
+  Dataset data = synthetic_halves(1000, 10, 10);
+  for (int64_t i = 0; i < data.train.count; ++i) data.train.pixels[size_t(i * 64)] = uint8_t(i % 251);
+  ImageSet train_part, val_part;
+  split_holdout(data.train, 0.1, 3, train_part, val_part);
+  EXPECT_EQ(val_part.count, 100);
+  EXPECT_EQ(train_part.count, 900);
+  ImageSet again_train, again_val;
+  split_holdout(data.train, 0.1, 3, again_train, again_val);
+  EXPECT_EQ(val_part.pixels, again_val.pixels) << "the split depends on the seed only";
+}
+
+}  // namespace
+}  // namespace bp
