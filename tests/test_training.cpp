@@ -3,6 +3,7 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <csignal>
 #include <filesystem>
 #include <fstream>
 #include <random>
@@ -11,6 +12,7 @@
 #include "model/net.h"
 #include "train/checkpoint.h"
 #include "train/device_data.h"
+#include "train/interrupt.h"
 #include "train/trainer.h"
 #include "train/training_step.h"
 
@@ -181,6 +183,25 @@ TEST(Training, RunDirectoryHoldsConfigHistorySummaryAndCheckpoints) {
   EXPECT_DOUBLE_EQ(evaluate_accuracy(net, loader, 100, stats), r.summary.test_accuracy);
   EXPECT_GT(r.summary.test_accuracy, 0.9) << "the halves task is easy";
   fs::remove_all(dir);
+}
+
+TEST(Training, CtrlCCheckpointsAtABatchBoundaryAndStops) {
+  const Dataset data = synthetic_halves(1000, 100, 11);
+  auto be = make_cpu_backend(1);
+  TrainConfig c = quick_config(Rule::BrainProp, 5);
+  c.out_dir = fresh_dir("interrupt").string();
+  install_interrupt_handler();
+  std::raise(SIGINT);  // as if Ctrl-C came during the first batch
+  const TrainResult r = train(c, data, *be, nullptr);
+  clear_interrupt();
+  std::signal(SIGINT, SIG_DFL);
+  EXPECT_EQ(r.summary.stop_reason, "interrupted");
+  const fs::path last = fs::path(c.out_dir) / "last.safetensors";
+  ASSERT_TRUE(fs::exists(last));
+  const SafetensorsFile file = load_safetensors(last.string());
+  EXPECT_EQ(file.metadata.at("partial_epoch"), "1");
+  EXPECT_TRUE(fs::exists(fs::path(c.out_dir) / "summary.json"));
+  fs::remove_all(c.out_dir);
 }
 
 TEST(DataPlumbing, LastPartialBatchIsKeptAndScaledToUnit) {

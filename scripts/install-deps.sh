@@ -1,0 +1,26 @@
+#!/usr/bin/env bash
+# Installs what brainprop needs on Debian 12: the C++ toolchain and libraries, and the
+# Fashion-MNIST data set (Debian package dataset-fashion-mnist). Idempotent: packages already
+# present are not touched. --bench also installs PyTorch (python3-torch) for bench/ scripts.
+# The CUDA toolkit is not a Debian package here; the build finds it under /usr/local/cuda.
+set -euo pipefail
+
+packages=(build-essential cmake pkg-config libopenblas-openmp-dev nlohmann-json3-dev zlib1g-dev
+          libgtest-dev dataset-fashion-mnist python3)
+if [[ "${1:-}" == "--bench" ]]; then
+  packages+=(python3-torch python3-numpy)
+fi
+
+missing=()
+for p in "${packages[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if ((${#missing[@]} == 0)); then
+  echo "install-deps: all ${#packages[@]} packages present"
+  exit 0
+fi
+echo "install-deps: installing ${missing[*]}"
+SUDO=""
+[[ $(id -u) -ne 0 ]] && SUDO=sudo
+$SUDO apt-get update -qq
+DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}"
