@@ -8,6 +8,7 @@
 #include <string>
 
 #include "core/tensor.h"
+#include "math/conv_geometry.h"
 
 namespace bp {
 
@@ -75,6 +76,48 @@ class Backend {
                                  Tensor& stats) = 0;
   // Evaluation: stats += correct (argmax == label), samples.
   virtual void count_correct(const Tensor& logits, const Tensor& labels, Tensor& stats) = 0;
+
+  // --- convolutions, NHWC; weights [out_c, kh, kw, in_c] (shared) or
+  //     [positions, out_c, kh*kw*in_c] (locally connected: one filter bank per output pixel) ---
+  virtual void conv2d_forward(const Tensor& x, const Tensor& w, Tensor& y,
+                              const Conv2dGeometry& g) = 0;                       // y = conv(x, w)
+  virtual void conv2d_backward_data(const Tensor& dy, const Tensor& w, Tensor& dx,
+                                    const Conv2dGeometry& g) = 0;                 // dx = conv^T(dy, w)
+  // w = decay * w - step * sum_b dL_b/dw  (the update written into the weights, no gradient buffer)
+  virtual void conv2d_update(Tensor& w, const Tensor& dy, const Tensor& x, const Conv2dGeometry& g,
+                             double decay, double step) = 0;
+  virtual void local2d_forward(const Tensor& x, const Tensor& w, Tensor& y,
+                               const Conv2dGeometry& g) = 0;
+  virtual void local2d_backward_data(const Tensor& dy, const Tensor& w, Tensor& dx,
+                                     const Conv2dGeometry& g) = 0;
+  virtual void local2d_update(Tensor& w, const Tensor& dy, const Tensor& x, const Conv2dGeometry& g,
+                              double decay, double step) = 0;
+  // y[..., c] += bias[c] for the last axis; and bias = decay * bias - step * sum dy[..., c]
+  // (add_row_bias / update_bias above do exactly this with rows = all leading elements).
+
+  // --- batch normalisation over every axis but the last (channels) ---
+  // Training: batch statistics; saves mean and 1/sqrt(var + eps) for backward and moves the
+  // running averages (momentum, unbiased variance).
+  virtual void batchnorm_forward_train(const Tensor& x, const Tensor& gamma, const Tensor& beta,
+                                       Tensor& y, Tensor& saved_mean, Tensor& saved_inv_std,
+                                       Tensor& running_mean, Tensor& running_var, double momentum,
+                                       double epsilon) = 0;
+  virtual void batchnorm_forward_eval(const Tensor& x, const Tensor& gamma, const Tensor& beta,
+                                      const Tensor& running_mean, const Tensor& running_var,
+                                      double epsilon, Tensor& y) = 0;
+  // dx (when defined) from dy, then gamma/beta updated in place (decay, step as SGD).
+  virtual void batchnorm_backward(const Tensor& dy, const Tensor& x, const Tensor& saved_mean,
+                                  const Tensor& saved_inv_std, Tensor& gamma, Tensor& beta,
+                                  Tensor* dx, double decay, double step) = 0;
+
+  // --- pooling and dropout ---
+  virtual void maxpool2d_forward(const Tensor& x, Tensor& y, const Pool2dGeometry& g) = 0;
+  // dx = 0, then each dy goes to the first maximum of its window.
+  virtual void maxpool2d_backward(const Tensor& dy, const Tensor& x, Tensor& dx,
+                                  const Pool2dGeometry& g) = 0;
+  // y = x * mask (Keras rate semantics); the mask comes from (seed, step, layer).
+  virtual void dropout_apply(const Tensor& x, Tensor& y, float rate, uint64_t seed, uint64_t step,
+                             uint32_t layer) = 0;
 
   // --- data ---
   // x[r, :] = images[order[first + r], :] / 255 and y[r] = labels[order[first + r]],

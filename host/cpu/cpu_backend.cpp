@@ -10,11 +10,17 @@
 #include <vector>
 
 #include "core/backend.h"
+#include "cpu/conv_ops.h"
+#include "cpu/norm_pool_ops.h"
 #include "math/activation.h"
 #include "math/heads.h"
+#include "cpu/blas_gemm.h"
+#include "cpu/dispatch.h"
 
 namespace bp {
 namespace {
+
+using cpu::dispatch_float;
 
 void check_cpu(const Tensor& t, const char* what) {
   BP_CHECK(t.defined(), what << " is not allocated");
@@ -25,29 +31,6 @@ void check_cpu(const Tensor& t, const char* what) {
 void check_same_dtype(const Tensor& a, const Tensor& b, const char* op) {
   BP_CHECK(a.dtype() == b.dtype(), op << ": mixed dtypes " << dtype_name(a.dtype()) << " and "
                                       << dtype_name(b.dtype()));
-}
-
-// Calls fn with a null pointer of the tensor's floating type, to pick a template instance.
-template <typename Fn>
-void dispatch_float(DType dtype, const char* op, Fn&& fn) {
-  if (dtype == DType::F32) {
-    fn(static_cast<float*>(nullptr));
-  } else if (dtype == DType::F64) {
-    fn(static_cast<double*>(nullptr));
-  } else {
-    BP_FAIL(op << ": unsupported dtype " << dtype_name(dtype));
-  }
-}
-
-void blas_gemm(bool ta, bool tb, int m, int n, int k, double alpha, const float* a, int lda,
-               const float* b, int ldb, double beta, float* c, int ldc) {
-  cblas_sgemm(CblasRowMajor, ta ? CblasTrans : CblasNoTrans, tb ? CblasTrans : CblasNoTrans, m, n,
-              k, static_cast<float>(alpha), a, lda, b, ldb, static_cast<float>(beta), c, ldc);
-}
-void blas_gemm(bool ta, bool tb, int m, int n, int k, double alpha, const double* a, int lda,
-               const double* b, int ldb, double beta, double* c, int ldc) {
-  cblas_dgemm(CblasRowMajor, ta ? CblasTrans : CblasNoTrans, tb ? CblasTrans : CblasNoTrans, m, n,
-              k, alpha, a, lda, b, ldb, beta, c, ldc);
 }
 
 class CpuBackend final : public Backend {
@@ -119,7 +102,7 @@ class CpuBackend final : public Backend {
     if (m == 0 || n == 0) return;
     dispatch_float(a.dtype(), "gemm", [&](auto* tag) {
       using T = std::remove_pointer_t<decltype(tag)>;
-      blas_gemm(ta, tb, int(m), int(n), int(k), alpha, a.data<T>(), int(a.dim(1)), b.data<T>(),
+      cpu::gemm(ta, tb, int(m), int(n), int(k), alpha, a.data<T>(), int(a.dim(1)), b.data<T>(),
                 int(b.dim(1)), beta, c.data<T>(), int(n));
     });
   }
@@ -303,6 +286,56 @@ class CpuBackend final : public Backend {
         st[kStatCorrect] += argmax_row(a + b * classes, classes) == y[b] ? 1.0 : 0.0;
       st[kStatSamples] += static_cast<double>(batch);
     });
+  }
+
+  void conv2d_forward(const Tensor& x, const Tensor& w, Tensor& y, const Conv2dGeometry& g) override {
+    cpu::conv2d_forward(x, w, y, g);
+  }
+  void conv2d_backward_data(const Tensor& dy, const Tensor& w, Tensor& dx,
+                            const Conv2dGeometry& g) override {
+    cpu::conv2d_backward_data(dy, w, dx, g);
+  }
+  void conv2d_update(Tensor& w, const Tensor& dy, const Tensor& x, const Conv2dGeometry& g,
+                     double decay, double step) override {
+    cpu::conv2d_update(w, dy, x, g, decay, step);
+  }
+  void local2d_forward(const Tensor& x, const Tensor& w, Tensor& y, const Conv2dGeometry& g) override {
+    cpu::local2d_forward(x, w, y, g);
+  }
+  void local2d_backward_data(const Tensor& dy, const Tensor& w, Tensor& dx,
+                             const Conv2dGeometry& g) override {
+    cpu::local2d_backward_data(dy, w, dx, g);
+  }
+  void local2d_update(Tensor& w, const Tensor& dy, const Tensor& x, const Conv2dGeometry& g,
+                      double decay, double step) override {
+    cpu::local2d_update(w, dy, x, g, decay, step);
+  }
+  void batchnorm_forward_train(const Tensor& x, const Tensor& gamma, const Tensor& beta, Tensor& y,
+                               Tensor& saved_mean, Tensor& saved_inv_std, Tensor& running_mean,
+                               Tensor& running_var, double momentum, double epsilon) override {
+    cpu::batchnorm_forward_train(x, gamma, beta, y, saved_mean, saved_inv_std, running_mean,
+                                 running_var, momentum, epsilon);
+  }
+  void batchnorm_forward_eval(const Tensor& x, const Tensor& gamma, const Tensor& beta,
+                              const Tensor& running_mean, const Tensor& running_var, double epsilon,
+                              Tensor& y) override {
+    cpu::batchnorm_forward_eval(x, gamma, beta, running_mean, running_var, epsilon, y);
+  }
+  void batchnorm_backward(const Tensor& dy, const Tensor& x, const Tensor& saved_mean,
+                          const Tensor& saved_inv_std, Tensor& gamma, Tensor& beta, Tensor* dx,
+                          double decay, double step) override {
+    cpu::batchnorm_backward(dy, x, saved_mean, saved_inv_std, gamma, beta, dx, decay, step);
+  }
+  void maxpool2d_forward(const Tensor& x, Tensor& y, const Pool2dGeometry& g) override {
+    cpu::maxpool2d_forward(x, y, g);
+  }
+  void maxpool2d_backward(const Tensor& dy, const Tensor& x, Tensor& dx,
+                          const Pool2dGeometry& g) override {
+    cpu::maxpool2d_backward(dy, x, dx, g);
+  }
+  void dropout_apply(const Tensor& x, Tensor& y, float rate, uint64_t seed, uint64_t step,
+                     uint32_t layer) override {
+    cpu::dropout_apply(x, y, rate, seed, step, layer);
   }
 
   void gather_batch(const Tensor& images, const Tensor& labels, const Tensor& order, int64_t first,

@@ -4,7 +4,10 @@
 #include <string_view>
 
 #include "core/error.h"
+#include "data/cifar.h"
 #include "data/idx.h"
+#include "data/image_folder.h"
+#include "data/tiny_imagenet.h"
 
 namespace bp {
 
@@ -135,6 +138,11 @@ struct SpecForm {
 const SpecForm kSpecForms[] = {
     {"mnist", "mnist:DIR", nullptr, load_mnist},
     {"fashion-mnist", "fashion-mnist[:DIR]", "/usr/share/datasets/fashion-mnist", load_fashion_mnist},
+    {"cifar10", "cifar10:DIR", nullptr, load_cifar10},
+    {"cifar100", "cifar100:DIR", nullptr, load_cifar100},
+    {"cifar100-coarse", "cifar100-coarse:DIR", nullptr, load_cifar100_coarse},
+    {"tiny-imagenet", "tiny-imagenet:DIR", nullptr, load_tiny_imagenet},
+    {"folder", "folder:DIR", nullptr, load_image_folder},
 };
 
 std::string forms_list() {

@@ -5,13 +5,13 @@
 namespace bp {
 
 void DenseLayer::build(Backend& be, const Shape& input_shape, int max_batch, DType dtype,
-                       uint64_t seed, int param_index) {
+                       uint64_t seed, int layer_index) {
   BP_CHECK(input_shape.size() == 1, "dense layer " << name_ << " needs a flat input, got "
                                                    << shape_string(input_shape)
                                                    << " (add a flatten layer before it)");
   inputs_ = input_shape[0];
   weight_ = be.empty({units_, inputs_}, dtype);
-  init_normal(be, weight_, init_std_, seed, param_index);
+  init_normal(be, weight_, init_std_, seed, layer_index);
   if (has_bias_) {
     bias_ = be.empty({units_}, dtype);
     be.fill(bias_, 0.0);
@@ -20,7 +20,7 @@ void DenseLayer::build(Backend& be, const Shape& input_shape, int max_batch, DTy
   dx_ = be.empty({max_batch, inputs_}, dtype);
 }
 
-Tensor DenseLayer::forward(Backend& be, const Tensor& x, bool) {
+Tensor DenseLayer::forward(Backend& be, const Tensor& x, const ForwardArgs&) {
   Tensor y = out_.rows(x.dim(0));
   be.gemm(false, true, 1.0, x, weight_, 0.0, y);  // y = x W^T
   if (has_bias_) be.add_row_bias(y, bias_);

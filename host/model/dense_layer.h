@@ -15,8 +15,8 @@ class DenseLayer final : public Layer {
   std::string type() const override { return "dense"; }
   Shape output_shape() const override { return {units_}; }
   void build(Backend& be, const Shape& input_shape, int max_batch, DType dtype, uint64_t seed,
-             int param_index) override;
-  Tensor forward(Backend& be, const Tensor& x, bool training) override;
+             int layer_index) override;
+  Tensor forward(Backend& be, const Tensor& x, const ForwardArgs& args) override;
   Tensor backward(Backend& be, const Tensor& x, const Tensor& y, const Tensor& dy, bool need_dx,
                   const UpdateArgs& update) override;
   // BrainProp at the output: per sample b only unit action[b] carries the error err[b].

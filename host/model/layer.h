@@ -23,23 +23,33 @@ struct UpdateArgs {
   int batch = 1;
 };
 
+// What a forward pass needs beyond its input: the mode, and for stochastic layers the
+// (seed, step) their Philox draws are keyed by.
+struct ForwardArgs {
+  bool training = false;
+  uint64_t seed = 0;
+  uint64_t step = 0;
+};
+
 class Layer {
  public:
   virtual ~Layer() = default;
   virtual std::string type() const = 0;
   // Per-sample output shape, given the per-sample input shape passed to build().
   virtual Shape output_shape() const = 0;
-  // Allocates parameters and buffers; init draws come from (seed, param_index) on the
+  // Allocates parameters and buffers; init draws come from (seed, layer_index) on the
   // Philox init stream, so every backend and thread count starts from the same weights.
   virtual void build(Backend& be, const Shape& input_shape, int max_batch, DType dtype,
-                     uint64_t seed, int param_index) = 0;
+                     uint64_t seed, int layer_index) = 0;
   // y = layer(x); returns a view of the layer's own buffer (or of x, for reshapes).
-  virtual Tensor forward(Backend& be, const Tensor& x, bool training) = 0;
+  virtual Tensor forward(Backend& be, const Tensor& x, const ForwardArgs& args) = 0;
   // Given feedback dy at the output (and the x, y of the last forward), returns the feedback
   // for the input when need_dx, and updates the parameters in place.
   virtual Tensor backward(Backend& be, const Tensor& x, const Tensor& y, const Tensor& dy,
                           bool need_dx, const UpdateArgs& update) = 0;
   virtual std::vector<NamedParam> params() { return {}; }
+  // State that is not trained by SGD but belongs in checkpoints (batch-norm moving averages).
+  virtual std::vector<NamedParam> buffers() { return {}; }
   void set_name(std::string name) { name_ = std::move(name); }
   const std::string& name() const { return name_; }
 
@@ -49,8 +59,19 @@ class Layer {
 
 // Fills a parameter with N(0, std^2) from the Philox init stream (drawn on the host in
 // double, rounded to the tensor's dtype, then copied to the backend).
-void init_normal(Backend& be, Tensor& param, double std, uint64_t seed, int param_index);
+void init_normal(Backend& be, Tensor& param, double std, uint64_t seed, int layer_index);
+
+// A tensor of shape {batch, sample...}.
+inline Shape batch_shape(int64_t batch, const Shape& sample) {
+  Shape s{batch};
+  s.insert(s.end(), sample.begin(), sample.end());
+  return s;
+}
 
 std::unique_ptr<Layer> make_layer(const LayerSpec& spec);
+std::unique_ptr<Layer> make_conv_layer(const LayerSpec& spec);  // conv2d, local2d
+std::unique_ptr<Layer> make_batchnorm_layer(const LayerSpec& spec);
+std::unique_ptr<Layer> make_maxpool_layer(const LayerSpec& spec);
+std::unique_ptr<Layer> make_dropout_layer(const LayerSpec& spec);
 
 }  // namespace bp

@@ -99,7 +99,65 @@ LayerSpec parse_dense(const Reader& r, double default_std,
   return layer;
 }
 
-const std::set<std::string> kLayerTypes = {"dense", "relu", "flatten"};
+// An integer or a pair [h, w] of integers, each > 0.
+void int_pair_at(const Reader& r, const std::string& key, int* h, int* w) {
+  if (!r.has(key)) return;
+  const Reader v = r.child(key);
+  auto positive = [&](const nlohmann::json& n) {
+    if (!n.is_number_integer() || n.get<long long>() <= 0 || n.get<long long>() > 4096)
+      v.fail("expected a positive integer or [h, w] of them, got " + v.node().dump());
+    return n.get<int>();
+  };
+  if (v.node().is_array()) {
+    if (v.node().size() != 2) v.fail("expected [h, w], got " + v.node().dump());
+    *h = positive(v.node()[0]);
+    *w = positive(v.node()[1]);
+  } else {
+    *h = *w = positive(v.node());
+  }
+}
+
+LayerSpec parse_conv(const Reader& r, const std::string& type, double default_std, double default_l2) {
+  r.expect_object({"type", "filters", "kernel", "strides", "padding", "bias", "init_std", "l2"});
+  LayerSpec layer;
+  layer.type = type;
+  layer.filters = r.positive_int_at("filters", 0, true);
+  int_pair_at(r, "kernel", &layer.kernel_h, &layer.kernel_w);
+  int_pair_at(r, "strides", &layer.stride_h, &layer.stride_w);
+  layer.padding = r.string_at("padding", "valid", false);
+  if (layer.padding != "same" && layer.padding != "valid")
+    r.child("padding").fail("expected \"same\" or \"valid\", got \"" + layer.padding + "\"");
+  layer.bias = r.bool_at("bias", false);
+  layer.init_std = r.number_at("init_std", default_std, 0.0, true);
+  layer.l2 = r.number_at("l2", default_l2, 0.0, true);
+  return layer;
+}
+
+LayerSpec parse_simple(const Reader& r, const std::string& type) {
+  LayerSpec layer;
+  layer.type = type;
+  if (type == "batchnorm") {
+    r.expect_object({"type", "momentum", "epsilon"});
+    layer.momentum = r.number_at("momentum", 0.99, 0.0, true);
+    if (layer.momentum >= 1) r.child("momentum").fail("must be < 1");
+    layer.epsilon = r.number_at("epsilon", 1e-3, 0.0, false);
+  } else if (type == "maxpool2d") {
+    r.expect_object({"type", "pool", "strides"});
+    layer.pool = r.positive_int_at("pool", 2, false);
+    layer.pool_stride = r.positive_int_at("strides", layer.pool, false);
+  } else if (type == "dropout") {
+    r.expect_object({"type", "rate"});
+    if (!r.has("rate")) r.fail("missing required field \"rate\"");
+    layer.rate = r.number_at("rate", 0.0, 0.0, true);
+    if (layer.rate >= 1) r.child("rate").fail("must be < 1 (the fraction of units dropped)");
+  } else {
+    r.expect_object({"type"});
+  }
+  return layer;
+}
+
+const std::set<std::string> kLayerTypes = {"dense",     "relu",      "flatten", "conv2d",
+                                           "local2d",   "batchnorm", "maxpool2d", "dropout"};
 
 }  // namespace
 
@@ -126,11 +184,10 @@ ModelSpec parse_model(const json& doc, const std::string& source) {
     }
     if (type == "dense") {
       spec.layers.push_back(parse_dense(r, default_std, default_l2, false));
+    } else if (type == "conv2d" || type == "local2d") {
+      spec.layers.push_back(parse_conv(r, type, default_std, default_l2));
     } else {
-      r.expect_object({"type"});
-      LayerSpec layer;
-      layer.type = type;
-      spec.layers.push_back(layer);
+      spec.layers.push_back(parse_simple(r, type));
     }
   }
   spec.output = top.has("output") ? parse_dense(top.child("output"), default_std, default_l2, true)
@@ -151,6 +208,16 @@ json model_to_json(const ModelSpec& spec) {
     if (l.type == "dense")
       layers.push_back({{"type", "dense"}, {"units", l.units}, {"bias", l.bias},
                         {"init_std", l.init_std}, {"l2", l.l2}});
+    else if (l.type == "conv2d" || l.type == "local2d")
+      layers.push_back({{"type", l.type}, {"filters", l.filters}, {"kernel", {l.kernel_h, l.kernel_w}},
+                        {"strides", {l.stride_h, l.stride_w}}, {"padding", l.padding},
+                        {"bias", l.bias}, {"init_std", l.init_std}, {"l2", l.l2}});
+    else if (l.type == "batchnorm")
+      layers.push_back({{"type", l.type}, {"momentum", l.momentum}, {"epsilon", l.epsilon}});
+    else if (l.type == "maxpool2d")
+      layers.push_back({{"type", l.type}, {"pool", l.pool}, {"strides", l.pool_stride}});
+    else if (l.type == "dropout")
+      layers.push_back({{"type", l.type}, {"rate", l.rate}});
     else
       layers.push_back({{"type", l.type}});
   }

@@ -8,11 +8,22 @@
 namespace bp {
 
 struct LayerSpec {
-  std::string type;      // "dense", "relu", "flatten"
+  std::string type;      // dense, relu, flatten, conv2d, local2d, batchnorm, maxpool2d, dropout
   int units = 0;         // dense
-  bool bias = false;     // dense
-  double init_std = 0;   // dense: weights ~ N(0, init_std^2)
-  double l2 = 0;         // dense: Keras-convention L2 coefficient
+  bool bias = false;     // dense, conv2d, local2d
+  double init_std = 0;   // weights ~ N(0, init_std^2)
+  double l2 = 0;         // Keras-convention L2 coefficient
+  // conv2d, local2d
+  int filters = 0;
+  int kernel_h = 3, kernel_w = 3;
+  int stride_h = 1, stride_w = 1;
+  std::string padding = "valid";  // "same" | "valid"
+  // batchnorm
+  double momentum = 0.99, epsilon = 1e-3;
+  // maxpool2d
+  int pool = 2, pool_stride = 2;
+  // dropout: the fraction of units dropped (Keras semantics)
+  double rate = 0;
 };
 
 // The reference's hyper-parameters for this architecture (the CLI may override them).

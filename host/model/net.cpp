@@ -11,37 +11,40 @@ Net::Net(const ModelSpec& spec, const Shape& input_shape, int classes, Backend& 
       classes_(classes),
       max_batch_(max_batch),
       dtype_(dtype),
+      seed_(seed),
       output_(classes, spec.output.bias, spec.output.init_std, spec.output.l2) {
   BP_CHECK(classes >= 2, "a classifier needs at least 2 classes, got " << classes);
   BP_CHECK(max_batch >= 1, "batch size must be >= 1, got " << max_batch);
   Shape shape = input_shape;
-  int param_index = 0;
   std::map<std::string, int> per_type;
   for (const LayerSpec& ls : spec.layers) {
     auto layer = make_layer(ls);
     layer->set_name(ls.type + std::to_string(++per_type[ls.type]));
-    layer->build(be, shape, max_batch, dtype, seed, param_index);
-    param_index += static_cast<int>(layer->params().size()) > 0 ? 1 : 0;
+    layer->build(be, shape, max_batch, dtype, seed, static_cast<int>(hidden_.size()));
     shape = layer->output_shape();
+    for (int64_t d : shape)
+      BP_CHECK(d > 0, "layer " << layer->name() << " leaves an empty output " << shape_string(shape)
+                               << " for input " << shape_string(input_shape));
     hidden_.push_back(std::move(layer));
   }
   output_.set_name("output");
-  output_.build(be, shape, max_batch, dtype, seed, param_index);
+  output_.build(be, shape, max_batch, dtype, seed, static_cast<int>(hidden_.size()));
   inputs_.resize(hidden_.size() + 1);
   outputs_.resize(hidden_.size());
 }
 
-Tensor Net::forward(const Tensor& x, bool training) {
+Tensor Net::forward(const Tensor& x, bool training, uint64_t step) {
+  const ForwardArgs args{training, seed_, step};
   BP_CHECK(x.dim(0) <= max_batch_, "batch of " << x.dim(0) << " exceeds the net's largest batch "
                                                 << max_batch_);
   Tensor h = x;
   for (size_t i = 0; i < hidden_.size(); ++i) {
     inputs_[i] = h;
-    h = hidden_[i]->forward(be_, h, training);
+    h = hidden_[i]->forward(be_, h, args);
     outputs_[i] = h;
   }
   inputs_.back() = h;
-  return output_.forward(be_, h, training);
+  return output_.forward(be_, h, args);
 }
 
 void Net::propagate_down(size_t top, Tensor feedback, const UpdateArgs& update) {
@@ -69,9 +72,16 @@ std::vector<NamedParam> Net::params() {
   return all;
 }
 
+std::vector<NamedParam> Net::state_tensors() {
+  std::vector<NamedParam> all = params();
+  for (auto& layer : hidden_)
+    for (const NamedParam& p : layer->buffers()) all.push_back(p);
+  return all;
+}
+
 std::map<std::string, std::vector<uint8_t>> Net::state() {
   std::map<std::string, std::vector<uint8_t>> out;
-  for (const NamedParam& p : params()) {
+  for (const NamedParam& p : state_tensors()) {
     std::vector<uint8_t> bytes(p.tensor->bytes());
     be_.copy_to_host(*p.tensor, bytes.data());
     out[p.name] = std::move(bytes);
@@ -81,7 +91,8 @@ std::map<std::string, std::vector<uint8_t>> Net::state() {
 
 void Net::load_state(const std::map<std::string, std::vector<uint8_t>>& values,
                      const std::string& source) {
-  for (const NamedParam& p : params()) {
+  const std::vector<NamedParam> tensors = state_tensors();
+  for (const NamedParam& p : tensors) {
     auto it = values.find(p.name);
     BP_CHECK(it != values.end(), source << ": missing parameter " << p.name);
     BP_CHECK(it->second.size() == p.tensor->bytes(),
@@ -90,8 +101,8 @@ void Net::load_state(const std::map<std::string, std::vector<uint8_t>>& values,
                     << shape_string(p.tensor->shape()) << " " << dtype_name(p.tensor->dtype()) << ")");
     be_.copy_from_host(*p.tensor, it->second.data());
   }
-  BP_CHECK(values.size() == params().size(),
-           source << ": holds " << values.size() << " parameters, the model has " << params().size());
+  BP_CHECK(values.size() == tensors.size(),
+           source << ": holds " << values.size() << " tensors, the model has " << tensors.size());
 }
 
 }  // namespace bp

@@ -13,9 +13,11 @@ class Net {
  public:
   Net(const ModelSpec& spec, const Shape& input_shape, int classes, Backend& be, int max_batch,
       DType dtype, uint64_t seed);
+  // Parameters and buffers (batch-norm statistics): everything a checkpoint holds.
+  std::vector<NamedParam> state_tensors();
 
-  // Logits [B, classes] for x [B, input_shape...].
-  Tensor forward(const Tensor& x, bool training);
+  // Logits [B, classes] for x [B, input_shape...]; `step` keys the stochastic layers.
+  Tensor forward(const Tensor& x, bool training, uint64_t step = 0);
   // EBP (and any dense output error): dlogits is dL_b/da_b per sample; the batch mean is taken
   // by the update's 1/B.
   void backward(const Tensor& dlogits, const UpdateArgs& update);
@@ -42,6 +44,7 @@ class Net {
   int classes_;
   int max_batch_;
   DType dtype_;
+  uint64_t seed_;
   std::vector<std::unique_ptr<Layer>> hidden_;
   DenseLayer output_;
   std::vector<Tensor> inputs_;  // inputs_[i]: input of hidden layer i; inputs_.back(): of output

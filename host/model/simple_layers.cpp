@@ -14,11 +14,9 @@ class ReluLayer final : public Layer {
   void build(Backend& be, const Shape& input_shape, int max_batch, DType dtype, uint64_t,
              int) override {
     shape_ = input_shape;
-    Shape full{max_batch};
-    full.insert(full.end(), input_shape.begin(), input_shape.end());
-    out_ = be.empty(full, dtype);
+    out_ = be.empty(batch_shape(max_batch, input_shape), dtype);
   }
-  Tensor forward(Backend& be, const Tensor& x, bool) override {
+  Tensor forward(Backend& be, const Tensor& x, const ForwardArgs&) override {
     Tensor y = out_.rows(x.dim(0));
     be.relu_forward(x, y);
     return y;
@@ -44,7 +42,7 @@ class FlattenLayer final : public Layer {
   void build(Backend&, const Shape& input_shape, int, DType, uint64_t, int) override {
     shape_ = input_shape;
   }
-  Tensor forward(Backend&, const Tensor& x, bool) override {
+  Tensor forward(Backend&, const Tensor& x, const ForwardArgs&) override {
     return x.reshaped({x.dim(0), x.row_elements()});
   }
   Tensor backward(Backend&, const Tensor& x, const Tensor&, const Tensor& dy, bool need_dx,
@@ -58,12 +56,12 @@ class FlattenLayer final : public Layer {
 
 }  // namespace
 
-void init_normal(Backend& be, Tensor& param, double std, uint64_t seed, int param_index) {
+void init_normal(Backend& be, Tensor& param, double std, uint64_t seed, int layer_index) {
   const int64_t n = param.numel();
   std::vector<double> values(static_cast<size_t>(n));
   for (int64_t i = 0; i < n; ++i) {
     const Philox4 r = philox_draw(seed, RngStream::kInit, static_cast<uint32_t>(i),
-                                  static_cast<uint32_t>(i >> 32), static_cast<uint32_t>(param_index));
+                                  static_cast<uint32_t>(i >> 32), static_cast<uint32_t>(layer_index));
     values[size_t(i)] = std * normal_from_bits(r.v[0], r.v[1]);
   }
   if (param.dtype() == DType::F64) {
@@ -80,6 +78,10 @@ std::unique_ptr<Layer> make_layer(const LayerSpec& spec) {
     return std::make_unique<DenseLayer>(spec.units, spec.bias, spec.init_std, spec.l2);
   if (spec.type == "relu") return std::make_unique<ReluLayer>();
   if (spec.type == "flatten") return std::make_unique<FlattenLayer>();
+  if (spec.type == "conv2d" || spec.type == "local2d") return make_conv_layer(spec);
+  if (spec.type == "batchnorm") return make_batchnorm_layer(spec);
+  if (spec.type == "maxpool2d") return make_maxpool_layer(spec);
+  if (spec.type == "dropout") return make_dropout_layer(spec);
   BP_FAIL("unknown layer type \"" << spec.type << "\"");
 }
 

@@ -8,7 +8,7 @@ void save_checkpoint(const std::string& path, Net& net, const TrainConfig& confi
                      const std::map<std::string, std::string>& extra) {
   std::vector<NamedTensor> tensors;
   std::map<std::string, std::vector<uint8_t>> state = net.state();
-  for (const NamedParam& p : net.params())
+  for (const NamedParam& p : net.state_tensors())
     tensors.push_back(NamedTensor{p.name, p.tensor->dtype(), p.tensor->shape(), std::move(state[p.name])});
   std::map<std::string, std::string> metadata = extra;
   metadata["format"] = "brainprop-checkpoint-1";

@@ -17,7 +17,7 @@ void TrainingStep::run(const Tensor& x, const Tensor& labels, double lr, uint64_
                        Tensor& stats) {
   Backend& be = net_.backend();
   const int64_t batch = x.dim(0);
-  const Tensor logits = net_.forward(x, true);
+  const Tensor logits = net_.forward(x, true, step);
   const UpdateArgs update{lr, static_cast<int>(batch)};
   if (rule_ == Rule::BrainProp) {
     action_view_ = action_.rows(batch);

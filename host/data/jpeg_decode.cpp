@@ -1,0 +1,177 @@
+#include "data/jpeg_decode.h"
+
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <cerrno>
+#include <cstring>
+
+#include "core/error.h"
+
+#if BRAINPROP_HAVE_TURBOJPEG
+#include <turbojpeg.h>
+#endif
+
+namespace bp {
+namespace {
+
+std::atomic<int64_t> g_decoded{0};
+
+#if BRAINPROP_HAVE_TURBOJPEG
+
+// Reads the whole file into `bytes` (reused between files); returns "" or the reason.
+std::string read_bytes(const std::string& path, std::vector<unsigned char>& bytes) {
+  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return std::string("cannot open: ") + std::strerror(errno);
+  struct stat st {};
+  if (::fstat(fd, &st) != 0) {
+    const int err = errno;
+    ::close(fd);
+    return std::string("cannot stat: ") + std::strerror(err);
+  }
+  bytes.resize(size_t(st.st_size));
+  size_t done = 0;
+  while (done < bytes.size()) {
+    const ssize_t n = ::read(fd, bytes.data() + done, bytes.size() - done);
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) {
+      const int err = errno;
+      ::close(fd);
+      return n == 0 ? std::string("file shrank while being read") : std::string("read error: ") + std::strerror(err);
+    }
+    done += size_t(n);
+  }
+  ::close(fd);
+  if (bytes.empty()) return "empty file";
+  return "";
+}
+
+// One TurboJPEG decompressor; a handle must not be shared between threads.
+class Decompressor {
+ public:
+  Decompressor() : handle_(tjInitDecompress()) {}
+  ~Decompressor() {
+    if (handle_) tjDestroy(handle_);
+  }
+  Decompressor(const Decompressor&) = delete;
+  Decompressor& operator=(const Decompressor&) = delete;
+
+  // Fills `size` from the header of `jpeg`; returns "" or the reason.
+  std::string header(const std::vector<unsigned char>& jpeg, JpegSize& size) {
+    if (!handle_) return "cannot create a TurboJPEG decompressor";
+    int width = 0, height = 0, subsamp = 0, colorspace = 0;
+    if (tjDecompressHeader3(handle_, jpeg.data(), (unsigned long)jpeg.size(), &width, &height, &subsamp,
+                            &colorspace) != 0) {
+      return std::string("not a readable JPEG: ") + tjGetErrorStr2(handle_);
+    }
+    size = {height, width};
+    return "";
+  }
+
+  // Decodes an image already known to be height x width into `out` (RGB).
+  std::string decode(const std::vector<unsigned char>& jpeg, int height, int width, uint8_t* out) {
+    // A warning (e.g. "premature end of JPEG file") also fails here: a damaged image is an
+    // error, never silently half-grey training data.
+    if (tjDecompress2(handle_, jpeg.data(), (unsigned long)jpeg.size(), out, width, 0, height, TJPF_RGB,
+                      0) != 0) {
+      return std::string("corrupt JPEG: ") + tjGetErrorStr2(handle_);
+    }
+    return "";
+  }
+
+ private:
+  tjhandle handle_;
+};
+
+std::string dims(const JpegSize& size) { return std::to_string(size.height) + "x" + std::to_string(size.width); }
+
+#endif  // BRAINPROP_HAVE_TURBOJPEG
+
+}  // namespace
+
+bool jpeg_support_compiled() {
+#if BRAINPROP_HAVE_TURBOJPEG
+  return true;
+#else
+  return false;
+#endif
+}
+
+void require_jpeg_support(const std::string& what) {
+  if (!jpeg_support_compiled()) {
+    BP_FAIL(what << ": this build has no libjpeg-turbo: install libturbojpeg0-dev and rebuild");
+  }
+}
+
+int64_t jpeg_images_decoded() { return g_decoded.load(); }
+
+#if BRAINPROP_HAVE_TURBOJPEG
+
+JpegSize read_jpeg_size(const std::string& path) {
+  std::vector<unsigned char> bytes;
+  std::string why = read_bytes(path, bytes);
+  JpegSize size;
+  Decompressor decompressor;
+  if (why.empty()) why = decompressor.header(bytes, size);
+  if (!why.empty()) BP_FAIL(path << ": " << why);
+  return size;
+}
+
+void decode_jpegs_rgb(const std::vector<std::string>& paths, int height, int width, uint8_t* out) {
+  const int64_t n = int64_t(paths.size());
+  const size_t image_bytes = size_t(height) * size_t(width) * 3;
+  // Threads cannot throw out of the parallel loop: the lowest failing index and its reason are
+  // kept, and files after it are skipped, so the error names the first bad file in order.
+  int64_t first_bad = n;
+  std::string first_why;
+#pragma omp parallel
+  {
+    Decompressor decompressor;
+    std::vector<unsigned char> bytes;
+    int64_t decoded = 0;
+#pragma omp for schedule(dynamic, 64)
+    for (int64_t i = 0; i < n; ++i) {
+      int64_t bad_so_far;
+#pragma omp atomic read
+      bad_so_far = first_bad;
+      if (i > bad_so_far) continue;
+      std::string why = read_bytes(paths[size_t(i)], bytes);
+      JpegSize size;
+      if (why.empty()) why = decompressor.header(bytes, size);
+      if (why.empty() && (size.height != height || size.width != width)) {
+        why = "image is " + dims(size) + ", the data set's images are " + dims({height, width}) +
+              " (images are not resized)";
+      }
+      if (why.empty()) why = decompressor.decode(bytes, height, width, out + size_t(i) * image_bytes);
+      if (why.empty()) {
+        ++decoded;
+        continue;
+      }
+#pragma omp critical(bp_jpeg_first_bad)
+      if (i < first_bad) {
+#pragma omp atomic write
+        first_bad = i;
+        first_why = why;
+      }
+    }
+    g_decoded += decoded;
+  }
+  if (first_bad < n) BP_FAIL(paths[size_t(first_bad)] << ": " << first_why);
+}
+
+#else
+
+JpegSize read_jpeg_size(const std::string& path) {
+  require_jpeg_support(path);
+  return {};
+}
+
+void decode_jpegs_rgb(const std::vector<std::string>& paths, int, int, uint8_t*) {
+  require_jpeg_support(paths.empty() ? std::string("JPEG decoding") : paths.front());
+}
+
+#endif
+
+}  // namespace bp

@@ -1,0 +1,95 @@
+// Conv2D (shared weights [F, kh, kw, C], as cuDNN's NHWC filter layout) and
+// LocallyConnected2D (one [F, kh*kw*C] filter bank per output pixel, no sharing), NHWC.
+// Both: the feedback for the layer below first, then the update written into the weights.
+#include "math/sgd.h"
+#include "model/layer.h"
+
+namespace bp {
+namespace {
+
+class ConvLikeLayer final : public Layer {
+ public:
+  explicit ConvLikeLayer(const LayerSpec& spec) : spec_(spec), local_(spec.type == "local2d") {}
+
+  std::string type() const override { return spec_.type; }
+  Shape output_shape() const override { return {geom_.out_h, geom_.out_w, geom_.out_c}; }
+
+  void build(Backend& be, const Shape& input_shape, int max_batch, DType dtype, uint64_t seed,
+             int layer_index) override {
+    BP_CHECK(input_shape.size() == 3, spec_.type << " layer " << name_ << " needs an HxWxC input, got "
+                                                 << shape_string(input_shape));
+    geom_ = make_conv_geometry(int(input_shape[0]), int(input_shape[1]), int(input_shape[2]),
+                               spec_.filters, spec_.kernel_h, spec_.kernel_w, spec_.stride_h,
+                               spec_.stride_w, spec_.padding == "same");
+    BP_CHECK(geom_.out_h > 0 && geom_.out_w > 0,
+             spec_.type << " layer " << name_ << ": a " << spec_.kernel_h << "x" << spec_.kernel_w
+                        << " 'valid' kernel does not fit the " << shape_string(input_shape) << " input");
+    const Shape wshape = local_ ? Shape{geom_.positions(), geom_.out_c, geom_.patch_size()}
+                                : Shape{geom_.out_c, geom_.kernel_h, geom_.kernel_w, geom_.in_c};
+    weight_ = be.empty(wshape, dtype);
+    init_normal(be, weight_, spec_.init_std, seed, layer_index);
+    if (spec_.bias) {
+      // Keras: one bias per filter for Conv2D, per output pixel and filter for LocallyConnected2D.
+      bias_ = be.empty(local_ ? Shape{geom_.positions() * geom_.out_c} : Shape{geom_.out_c}, dtype);
+      be.fill(bias_, 0.0);
+    }
+    out_ = be.empty(batch_shape(max_batch, output_shape()), dtype);
+    dx_ = be.empty(batch_shape(max_batch, input_shape), dtype);
+  }
+
+  Tensor forward(Backend& be, const Tensor& x, const ForwardArgs&) override {
+    Conv2dGeometry g = geom_;
+    g.batch = int(x.dim(0));
+    Tensor y = out_.rows(x.dim(0));
+    if (local_) {
+      be.local2d_forward(x, weight_, y, g);
+    } else {
+      be.conv2d_forward(x, weight_, y, g);
+    }
+    if (spec_.bias) be.add_row_bias(y, bias_);
+    return y;
+  }
+
+  Tensor backward(Backend& be, const Tensor& x, const Tensor&, const Tensor& dy, bool need_dx,
+                  const UpdateArgs& update) override {
+    Conv2dGeometry g = geom_;
+    g.batch = int(x.dim(0));
+    Tensor dx;
+    if (need_dx) {
+      dx = dx_.rows(x.dim(0));
+      if (local_) {
+        be.local2d_backward_data(dy, weight_, dx, g);
+      } else {
+        be.conv2d_backward_data(dy, weight_, dx, g);
+      }
+    }
+    const SgdCoefficients k = sgd_coefficients(update.lr, spec_.l2, update.batch);
+    if (local_) {
+      be.local2d_update(weight_, dy, x, g, k.decay, k.step);
+    } else {
+      be.conv2d_update(weight_, dy, x, g, k.decay, k.step);
+    }
+    if (spec_.bias) be.update_bias(bias_, dy, k.decay, k.step);
+    return dx;
+  }
+
+  std::vector<NamedParam> params() override {
+    std::vector<NamedParam> p{{name_ + ".weight", &weight_}};
+    if (spec_.bias) p.push_back({name_ + ".bias", &bias_});
+    return p;
+  }
+
+ private:
+  LayerSpec spec_;
+  bool local_;
+  Conv2dGeometry geom_;
+  Tensor weight_, bias_, out_, dx_;
+};
+
+}  // namespace
+
+std::unique_ptr<Layer> make_conv_layer(const LayerSpec& spec) {
+  return std::make_unique<ConvLikeLayer>(spec);
+}
+
+}  // namespace bp
