@@ -149,6 +149,7 @@ TEST(Training, RunDirectoryHoldsConfigHistorySummaryAndCheckpoints) {
   auto be = make_cpu_backend(2);
   TrainConfig c = quick_config(Rule::BrainProp, 3);
   c.val = "holdout";
+  c.epsilon = 0.2;  // explore more: with two classes the greedy policy can sit on one for a while
   c.out_dir = fresh_dir("rundir").string();
   const TrainResult r = train(c, data, *be, nullptr);
   const fs::path dir(c.out_dir);
@@ -199,9 +200,68 @@ TEST(Training, CtrlCCheckpointsAtABatchBoundaryAndStops) {
   const fs::path last = fs::path(c.out_dir) / "last.safetensors";
   ASSERT_TRUE(fs::exists(last));
   const SafetensorsFile file = load_safetensors(last.string());
-  EXPECT_EQ(file.metadata.at("partial_epoch"), "1");
+  const auto state = nlohmann::json::parse(file.metadata.at("trainer_state"));
+  EXPECT_EQ(state.at("epoch").get<int>(), 0);
+  EXPECT_EQ(state.at("batch").get<int>(), 1) << "stopped after the first batch";
   EXPECT_TRUE(fs::exists(fs::path(c.out_dir) / "summary.json"));
   fs::remove_all(c.out_dir);
+}
+
+// A net with every stochastic and stateful piece: dropout masks and batch-norm averages.
+ModelSpec small_conv_bn_dropout() {
+  LayerSpec conv;
+  conv.type = "conv2d";
+  conv.filters = 4;
+  conv.padding = "same";
+  conv.init_std = 0.1;
+  LayerSpec bn;
+  bn.type = "batchnorm";
+  LayerSpec drop;
+  drop.type = "dropout";
+  drop.rate = 0.3;
+  ModelSpec spec;
+  spec.name = "small_conv";
+  spec.layers = {conv, {"relu"}, bn, drop, {"flatten"}, {"dense", 16, false, 0.1, 1e-3}, {"relu"}};
+  spec.output = {"dense", 0, false, 0.1, 0};
+  return spec;
+}
+
+TEST(Training, InterruptedAndResumedRunMatchesTheUninterruptedHistory) {
+  const Dataset data = synthetic_halves(700, 200, 12);
+  auto be = make_cpu_backend(2);
+  for (Rule rule : {Rule::BrainProp, Rule::Ebp}) {
+    TrainConfig c = quick_config(rule, 4);
+    c.model = small_conv_bn_dropout();
+    c.batch_size = 64;  // 11 batches an epoch, the last one partial
+    c.out_dir = fresh_dir("whole").string();
+    const TrainResult whole = train(c, data, *be, nullptr);
+
+    TrainConfig cut = c;
+    cut.out_dir = fresh_dir("cut").string();
+    cut.halt_after_steps = 15;  // inside epoch 2
+    EXPECT_EQ(train(cut, data, *be, nullptr).summary.stop_reason, "interrupted");
+    cut.halt_after_steps = 33;  // epoch 3 ends at step 33: finishes it, then halts inside epoch 4
+    train(cut, data, *be, nullptr, true);
+    cut.halt_after_steps = -1;
+    const TrainResult resumed = train(cut, data, *be, nullptr, true);
+
+    ASSERT_EQ(resumed.history.size(), whole.history.size());
+    for (size_t e = 0; e < whole.history.size(); ++e) {
+      EXPECT_EQ(resumed.history[e].train_loss, whole.history[e].train_loss) << "epoch " << e + 1;
+      EXPECT_EQ(resumed.history[e].train_accuracy, whole.history[e].train_accuracy);
+      EXPECT_EQ(resumed.history[e].val_accuracy, whole.history[e].val_accuracy);
+      EXPECT_EQ(resumed.history[e].reward_rate, whole.history[e].reward_rate);
+      EXPECT_EQ(resumed.history[e].exploration_rate, whole.history[e].exploration_rate);
+    }
+    EXPECT_EQ(resumed.summary.best_epoch, whole.summary.best_epoch);
+    EXPECT_EQ(resumed.summary.test_accuracy, whole.summary.test_accuracy);
+    const SafetensorsFile a = load_safetensors((fs::path(c.out_dir) / "last.safetensors").string());
+    const SafetensorsFile b = load_safetensors((fs::path(cut.out_dir) / "last.safetensors").string());
+    ASSERT_EQ(a.tensors.size(), b.tensors.size());
+    for (size_t i = 0; i < a.tensors.size(); ++i) EXPECT_EQ(a.tensors[i].bytes, b.tensors[i].bytes) << a.tensors[i].name;
+    fs::remove_all(c.out_dir);
+    fs::remove_all(cut.out_dir);
+  }
 }
 
 TEST(DataPlumbing, LastPartialBatchIsKeptAndScaledToUnit) {

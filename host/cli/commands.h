@@ -9,6 +9,7 @@ int run_train(const std::vector<std::string>& args);
 int run_eval(const std::vector<std::string>& args);
 int run_bench(const std::vector<std::string>& args);
 int run_info(const std::vector<std::string>& args);
+int run_sweep(const std::vector<std::string>& args);
 int run_inspect(const std::vector<std::string>& args);
 
 }  // namespace bp::cli

@@ -17,6 +17,8 @@ commands:
   eval    test accuracy of a checkpoint:  brainprop eval RUN_DIR|FILE.safetensors [--data SPEC]
   bench   time the training step:  brainprop bench --model dense --rule brainprop --steps 50
   inspect classes, image shape and split sizes of a data set:  brainprop inspect --data SPEC
+  sweep   a data x model x rule x seed grid of runs, resumable:
+          brainprop sweep --data fashion-mnist --models conv --seeds 3 --out sweeps/fm
   info    version, compiled backends, devices
 
 `brainprop <command> --help` lists a command's options.
@@ -37,6 +39,7 @@ int main(int argc, char** argv) {
     if (command == "eval") return bp::cli::run_eval(args);
     if (command == "bench") return bp::cli::run_bench(args);
     if (command == "info") return bp::cli::run_info(args);
+    if (command == "sweep") return bp::cli::run_sweep(args);
     if (command == "inspect") return bp::cli::run_inspect(args);
     std::fprintf(stderr, "brainprop: unknown command \"%s\"\n\n%s", command.c_str(), kUsage);
     return 2;

@@ -79,7 +79,9 @@ fs::path resolve_dir(const std::string& dir, const CifarFormat& format) {
 // Appends one file's records to `set`: labels checked, planar CHW pixels turned into HWC.
 void append_records(const fs::path& path, const CifarFormat& format, ImageSet& set) {
   std::error_code ec;
-  if (!fs::is_regular_file(path, ec)) BP_FAIL(path.string() << ": missing file (data set " << format.name << ")");
+  if (!fs::is_regular_file(path, ec)) {
+    BP_FAIL(path.string() << ": missing file (data set " << format.name << ")");
+  }
   const std::string bytes = read_file(path.string());
   const size_t record = size_t(record_bytes(format));
   if (bytes.empty() || bytes.size() % record != 0) {

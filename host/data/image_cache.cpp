@@ -206,7 +206,10 @@ void write_image_cache(const std::string& path, uint64_t fingerprint, const Data
 
   std::error_code ec;
   fs::create_directories(fs::path(path).parent_path(), ec);
-  if (ec) BP_FAIL("cannot create cache directory " << fs::path(path).parent_path().string() << ": " << ec.message());
+  if (ec) {
+    BP_FAIL("cannot create cache directory " << fs::path(path).parent_path().string() << ": "
+                                             << ec.message());
+  }
   write_file_atomic(path, out);
 }
 

@@ -16,7 +16,9 @@ namespace fs = std::filesystem;
 // Sorted names of the subfolders of `dir` (hidden ones, e.g. ".ipynb_checkpoints", skipped).
 std::vector<std::string> class_folders(const fs::path& dir) {
   std::error_code ec;
-  if (!fs::is_directory(dir, ec)) BP_FAIL(dir.string() << ": no such directory (expected DIR/train/<class>/ and DIR/test/<class>/)");
+  if (!fs::is_directory(dir, ec)) {
+    BP_FAIL(dir.string() << ": no such directory (expected DIR/train/<class>/ and DIR/test/<class>/)");
+  }
   std::vector<std::string> names;
   for (fs::directory_iterator it(dir, ec), end; !ec && it != end; it.increment(ec)) {
     std::error_code entry_ec;
@@ -37,8 +39,8 @@ std::string joined_difference(const std::vector<std::string>& a, const std::vect
   return out.empty() ? "none" : out;
 }
 
-JpegSplit list_split(const fs::path& root, const std::string& split_name, const std::vector<std::string>& classes,
-                     bool every_class_needs_images) {
+JpegSplit list_split(const fs::path& root, const std::string& split_name,
+                     const std::vector<std::string>& classes, bool every_class_needs_images) {
   std::vector<std::vector<std::string>> per_class;
   for (const std::string& name : classes) {
     const std::string folder = split_name + "/" + name;

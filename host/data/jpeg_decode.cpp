@@ -39,7 +39,8 @@ std::string read_bytes(const std::string& path, std::vector<unsigned char>& byte
     if (n <= 0) {
       const int err = errno;
       ::close(fd);
-      return n == 0 ? std::string("file shrank while being read") : std::string("read error: ") + std::strerror(err);
+      return n == 0 ? std::string("file shrank while being read")
+                    : std::string("read error: ") + std::strerror(err);
     }
     done += size_t(n);
   }
@@ -62,8 +63,9 @@ class Decompressor {
   std::string header(const std::vector<unsigned char>& jpeg, JpegSize& size) {
     if (!handle_) return "cannot create a TurboJPEG decompressor";
     int width = 0, height = 0, subsamp = 0, colorspace = 0;
-    if (tjDecompressHeader3(handle_, jpeg.data(), (unsigned long)jpeg.size(), &width, &height, &subsamp,
-                            &colorspace) != 0) {
+    const int rc = tjDecompressHeader3(handle_, jpeg.data(), static_cast<unsigned long>(jpeg.size()), &width,
+                                       &height, &subsamp, &colorspace);
+    if (rc != 0) {
       return std::string("not a readable JPEG: ") + tjGetErrorStr2(handle_);
     }
     size = {height, width};
@@ -74,10 +76,9 @@ class Decompressor {
   std::string decode(const std::vector<unsigned char>& jpeg, int height, int width, uint8_t* out) {
     // A warning (e.g. "premature end of JPEG file") also fails here: a damaged image is an
     // error, never silently half-grey training data.
-    if (tjDecompress2(handle_, jpeg.data(), (unsigned long)jpeg.size(), out, width, 0, height, TJPF_RGB,
-                      0) != 0) {
-      return std::string("corrupt JPEG: ") + tjGetErrorStr2(handle_);
-    }
+    const int rc = tjDecompress2(handle_, jpeg.data(), static_cast<unsigned long>(jpeg.size()), out, width,
+                                 0, height, TJPF_RGB, 0);
+    if (rc != 0) return std::string("corrupt JPEG: ") + tjGetErrorStr2(handle_);
     return "";
   }
 
@@ -85,7 +86,9 @@ class Decompressor {
   tjhandle handle_;
 };
 
-std::string dims(const JpegSize& size) { return std::to_string(size.height) + "x" + std::to_string(size.width); }
+std::string dims(const JpegSize& size) {
+  return std::to_string(size.height) + "x" + std::to_string(size.width);
+}
 
 #endif  // BRAINPROP_HAVE_TURBOJPEG
 

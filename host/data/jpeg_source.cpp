@@ -76,7 +76,9 @@ ImageSet decode_split(const JpegSource& source, const JpegSplit& split, int heig
 
 Dataset load_jpeg_source(const JpegSource& source) {
   require_jpeg_support(source.name + ":" + source.root);
-  if (source.train.files.empty()) BP_FAIL(source.root << ": no training images (data set " << source.name << ")");
+  if (source.train.files.empty()) {
+    BP_FAIL(source.root << ": no training images (data set " << source.name << ")");
+  }
   Dataset data;
   data.name = source.name;
   data.source = source.root;
@@ -128,7 +130,8 @@ std::vector<std::string> list_jpeg_files(const std::string& dir) {
     std::error_code entry_ec;  // a broken link is skipped, not a listing failure
     if (!it->is_regular_file(entry_ec)) continue;
     std::string ext = it->path().extension().string();
-    std::transform(ext.begin(), ext.end(), ext.begin(), [](unsigned char c) { return char(std::tolower(c)); });
+    std::transform(ext.begin(), ext.end(), ext.begin(),
+                   [](unsigned char c) { return char(std::tolower(c)); });
     if (ext == ".jpg" || ext == ".jpeg") names.push_back(it->path().filename().string());
   }
   if (ec) BP_FAIL(dir << ": cannot list: " << ec.message());

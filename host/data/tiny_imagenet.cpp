@@ -62,7 +62,9 @@ JpegSplit read_val(const fs::path& root, const std::vector<std::string>& wnids) 
     if (fields.size() < 2) BP_FAIL(path.string() << ": line " << i + 1 << ": expected file<TAB>wnid");
     const std::string file = trim_blanks(fields[0]), wnid = trim_blanks(fields[1]);
     const auto it = class_of.find(wnid);
-    if (it == class_of.end()) BP_FAIL(path.string() << ": line " << i + 1 << ": class " << wnid << " is not in wnids.txt");
+    if (it == class_of.end()) {
+      BP_FAIL(path.string() << ": line " << i + 1 << ": class " << wnid << " is not in wnids.txt");
+    }
     if (file.empty() || file.find('/') != std::string::npos) {
       BP_FAIL(path.string() << ": line " << i + 1 << ": bad file name '" << file << "'");
     }

@@ -37,6 +37,8 @@ struct TrainConfig {
   std::string out_dir;
   int eval_batch = 1000;
   bool progress = true;
+  // Stop as if interrupted once this many steps have run (-1: never). For testing resume.
+  int64_t halt_after_steps = -1;
 };
 
 nlohmann::json config_to_json(const TrainConfig& config);

@@ -4,6 +4,8 @@
 #include <cmath>
 #include <cstdio>
 #include <filesystem>
+#include <fstream>
+#include <limits>
 #include <memory>
 #include <sstream>
 
@@ -93,14 +95,81 @@ class RunDirectory {
 
 }  // namespace
 
+nlohmann::json TrainerState::to_json() const {
+  const auto finite_or_null = [](double v) { return std::isfinite(v) ? nlohmann::json(v) : nlohmann::json(); };
+  return {{"epoch", epoch},
+          {"batch", batch},
+          {"global_step", global_step},
+          {"stopper_best", finite_or_null(stopper_best)},
+          {"stopper_wait", stopper_wait},
+          {"best_val_accuracy", best_val_accuracy},
+          {"best_epoch", best_epoch},
+          {"partial_stats", partial_stats},
+          {"partial_seconds", partial_seconds}};
+}
+
+TrainerState TrainerState::from_json(const nlohmann::json& j, const std::string& source) {
+  TrainerState s;
+  try {
+    s.epoch = j.at("epoch").get<int>();
+    s.batch = j.at("batch").get<int64_t>();
+    s.global_step = j.at("global_step").get<uint64_t>();
+    const auto& best = j.at("stopper_best");
+    s.stopper_best = best.is_null() ? -std::numeric_limits<double>::infinity() : best.get<double>();
+    s.stopper_wait = j.at("stopper_wait").get<int>();
+    s.best_val_accuracy = j.at("best_val_accuracy").get<double>();
+    s.best_epoch = j.at("best_epoch").get<int>();
+    s.partial_stats = j.at("partial_stats").get<std::vector<double>>();
+    s.partial_seconds = j.at("partial_seconds").get<double>();
+  } catch (const nlohmann::json::exception& e) {
+    BP_FAIL(source << ": bad trainer state: " << e.what());
+  }
+  return s;
+}
+
+namespace {
+
+std::vector<EpochRecord> read_history(const std::string& path, int epochs, Rule rule) {
+  std::vector<EpochRecord> history;
+  std::ifstream in(path);
+  BP_CHECK(in || epochs == 0, path << ": cannot open the history to resume from");
+  std::string line;
+  for (int e = 0; e < epochs; ++e) {
+    BP_CHECK(std::getline(in, line), path << ": holds fewer than the " << epochs
+                                          << " epochs the checkpoint has finished");
+    try {
+      const auto j = nlohmann::json::parse(line);
+      EpochRecord r;
+      r.epoch = j.at("epoch");
+      r.lr = j.at("lr");
+      r.train_loss = j.at("train_loss");
+      r.train_accuracy = j.at("train_accuracy");
+      r.val_accuracy = j.at("val_accuracy");
+      r.seconds = j.at("seconds");
+      r.images_per_second = j.at("images_per_second");
+      if (rule == Rule::BrainProp) {
+        r.reward_rate = j.at("reward_rate");
+        r.exploration_rate = j.at("exploration_rate");
+      }
+      history.push_back(r);
+    } catch (const nlohmann::json::exception& ex) {
+      BP_FAIL(path << ": line " << e + 1 << ": " << ex.what());
+    }
+  }
+  return history;
+}
+
+}  // namespace
+
 TrainResult train(const TrainConfig& config, const Dataset& data, Backend& be,
-                  const std::function<void(const std::string&)>& log) {
+                  const std::function<void(const std::string&)>& log, bool resume) {
   const auto t_start = Clock::now();
   BP_CHECK(config.batch_size >= 1, "batch size must be >= 1, got " << config.batch_size);
   BP_CHECK(config.max_epochs >= 1, "max epochs must be >= 1, got " << config.max_epochs);
   BP_CHECK(config.epsilon >= 0 && config.epsilon <= 1, "epsilon must be in [0, 1], got "
                                                             << config.epsilon);
   BP_CHECK(data.train.count > 0, data.source << ": no training images");
+  BP_CHECK(!resume || !config.out_dir.empty(), "resuming needs the run directory");
 
   // The validation split: the test set (the paper's protocol) or a seeded holdout.
   ImageSet train_part, val_part;
@@ -127,45 +196,86 @@ TrainResult train(const TrainConfig& config, const Dataset& data, Backend& be,
   Tensor stats = be.empty({kStatCount}, DType::F64);
 
   const RunDirectory run(config.out_dir);
-  run.write_json("config.json", config_to_json(config));
-
   const LrSchedule schedule{config.lr, config.lr_decay_every, config.lr_decay_factor};
   EarlyStopping stopper(config.patience, config.min_delta);
   TrainResult result;
   TrainSummary& summary = result.summary;
   summary.val_protocol = config.val;
-  summary.best_val_accuracy = -1;
   std::map<std::string, std::vector<uint8_t>> best_state;
-  uint64_t global_step = 0;
-  const int64_t batches = train_loader.batches(config.batch_size);
+  TrainerState state;  // where the loop stands; what last.safetensors records
 
-  for (int epoch = 0; epoch < config.max_epochs; ++epoch) {
+  if (resume) {
+    const std::string last = run.path("last.safetensors");
+    const CheckpointInfo info = read_checkpoint_info(last);
+    auto it = info.metadata.find("trainer_state");
+    BP_CHECK(it != info.metadata.end(), last << ": has no trainer state to resume from");
+    state = TrainerState::from_json(nlohmann::json::parse(it->second), last);
+    load_checkpoint_weights(last, net);
+    result.history = read_history(run.path("history.jsonl"), state.epoch, config.rule);
+    if (state.best_epoch > 0) {
+      Net best(config.model, input, data.classes, be, 1, DType::F32, config.seed);
+      load_checkpoint_weights(run.path("best.safetensors"), best);
+      best_state = best.state();
+    }
+    stopper.restore(state.stopper_best, state.stopper_wait);
+    if (log) log("resuming at epoch " + std::to_string(state.epoch + 1) + ", batch " +
+                 std::to_string(state.batch) + " (step " + std::to_string(state.global_step) + ")");
+  } else {
+    run.write_json("config.json", config_to_json(config));
+  }
+  summary.best_val_accuracy = state.best_val_accuracy;
+  summary.best_epoch = state.best_epoch;
+  summary.epochs_run = state.epoch;
+
+  auto save_last = [&](const TrainerState& at) {
+    if (run.enabled())
+      save_checkpoint(run.path("last.safetensors"), net, config, at.epoch,
+                      {{"trainer_state", at.to_json().dump()}});
+  };
+  const int64_t batches = train_loader.batches(config.batch_size);
+  // A resumed run that had already stopped early stays stopped.
+  if (resume && state.batch == 0 && state.epoch > 0 && stopper.wait() >= config.patience)
+    summary.stop_reason = "early_stopping";
+
+  for (int epoch = state.epoch; epoch < config.max_epochs && summary.stop_reason.empty(); ++epoch) {
     const auto t_epoch = Clock::now();
     EpochRecord rec;
     rec.epoch = epoch + 1;
     rec.lr = schedule.at(epoch);
     train_loader.set_order(epoch_permutation(train_dev.count(), config.seed, epoch));
-    be.fill(stats, 0.0);
+    // A resumed partial epoch starts from the batch and running sums it stopped at.
+    const int64_t first_batch = state.batch;
+    std::vector<double> start_stats(kStatCount, 0.0);
+    if (first_batch > 0 && static_cast<int>(state.partial_stats.size()) == kStatCount)
+      start_stats = state.partial_stats;
+    be.copy_from_host(stats, start_stats.data());
+    const double seconds_before = first_batch > 0 ? state.partial_seconds : 0.0;
+    state.batch = 0;
     ProgressBar bar(config.progress, rec.epoch, config.max_epochs, batches);
     bool interrupted = false;
-    for (int64_t b = 0; b < batches; ++b) {
+    for (int64_t b = first_batch; b < batches; ++b) {
       train_loader.load(b, config.batch_size);
-      step.run(train_loader.x(), train_loader.y(), rec.lr, global_step++, stats);
+      step.run(train_loader.x(), train_loader.y(), rec.lr, state.global_step++, stats);
       bar.update(b + 1, std::min<int64_t>((b + 1) * config.batch_size, train_dev.count()));
-      if (interrupt_requested()) {
+      const bool halt = config.halt_after_steps >= 0 &&
+                        state.global_step >= static_cast<uint64_t>(config.halt_after_steps);
+      if ((interrupt_requested() || halt) && b + 1 < batches) {
         interrupted = true;
+        state.batch = b + 1;
         break;
       }
     }
     bar.finish();
     if (interrupted) {
-      // Keep what was trained: the weights as they are, at this batch boundary.
-      if (run.enabled())
-        save_checkpoint(run.path("last.safetensors"), net, config, epoch,
-                        {{"partial_epoch", std::to_string(epoch + 1)}});
+      // Keep what was trained: the weights at this batch boundary, and the epoch's running sums.
+      state.epoch = epoch;
+      state.partial_stats = read_stats(be, stats);
+      state.partial_seconds =
+          seconds_before + std::chrono::duration<double>(Clock::now() - t_epoch).count();
+      save_last(state);
       summary.stop_reason = "interrupted";
-      if (log) log("interrupted: checkpoint written at a batch boundary of epoch " +
-                   std::to_string(epoch + 1));
+      if (log) log("interrupted: checkpoint written at batch " + std::to_string(state.batch) +
+                   " of epoch " + std::to_string(epoch + 1) + "; continue with --resume");
       break;
     }
     const std::vector<double> s = read_stats(be, stats);
@@ -174,7 +284,8 @@ TrainResult train(const TrainConfig& config, const Dataset& data, Backend& be,
     rec.train_accuracy = s[kStatCorrect] / n;
     rec.reward_rate = s[kStatReward] / n;
     rec.exploration_rate = s[kStatExplored] / n;
-    const double train_seconds = std::chrono::duration<double>(Clock::now() - t_epoch).count();
+    const double train_seconds =
+        seconds_before + std::chrono::duration<double>(Clock::now() - t_epoch).count();
     rec.images_per_second = n / train_seconds;
 
     if (!std::isfinite(rec.train_loss)) {
@@ -185,7 +296,7 @@ TrainResult train(const TrainConfig& config, const Dataset& data, Backend& be,
       break;
     }
     rec.val_accuracy = evaluate_accuracy(net, val_loader, config.eval_batch, stats);
-    rec.seconds = std::chrono::duration<double>(Clock::now() - t_epoch).count();
+    rec.seconds = seconds_before + std::chrono::duration<double>(Clock::now() - t_epoch).count();
     result.history.push_back(rec);
     summary.epochs_run = rec.epoch;
     if (log) log(format_epoch_line(rec, config.max_epochs, config.rule));
@@ -196,19 +307,24 @@ TrainResult train(const TrainConfig& config, const Dataset& data, Backend& be,
       best_state = net.state();
       if (run.enabled()) save_checkpoint(run.path("best.safetensors"), net, config, rec.epoch);
     }
-    if (run.enabled()) save_checkpoint(run.path("last.safetensors"), net, config, rec.epoch);
+    const bool stop = stopper.update(rec.val_accuracy);
+    state.epoch = epoch + 1;
+    state.stopper_best = stopper.best();
+    state.stopper_wait = stopper.wait();
+    state.best_val_accuracy = summary.best_val_accuracy;
+    state.best_epoch = summary.best_epoch;
+    state.partial_stats.clear();
+    save_last(state);
     run.write_history(result.history, config.rule);
-
-    if (stopper.update(rec.val_accuracy)) {
+    if (stop) {
       summary.stop_reason = "early_stopping";
       break;
     }
   }
   if (summary.stop_reason.empty()) summary.stop_reason = "max_epochs";
-  if (summary.best_val_accuracy < 0) summary.best_val_accuracy = 0;
 
   // Test accuracy of the best epoch's weights (those in best.safetensors).
-  if (summary.best_epoch > 0) {
+  if (summary.best_epoch > 0 && summary.stop_reason != "interrupted") {
     net.load_state(best_state, "best epoch snapshot");
     summary.test_accuracy = evaluate_accuracy(net, test_loader, config.eval_batch, stats);
   }

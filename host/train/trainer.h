@@ -2,6 +2,7 @@
 // early stopping, NaN and Ctrl-C handling. Backend-agnostic: all math goes through Backend.
 #pragma once
 #include <functional>
+#include <limits>
 #include <nlohmann/json.hpp>
 #include <string>
 #include <vector>
@@ -36,13 +37,31 @@ struct TrainResult {
   TrainSummary summary;
 };
 
+// Where a training loop stands, recorded in last.safetensors so `--resume` continues with
+// the same schedule, early-stopping state and RNG position (the global step).
+struct TrainerState {
+  int epoch = 0;               // epochs finished
+  int64_t batch = 0;           // batches finished of epoch `epoch` (0: at an epoch boundary)
+  uint64_t global_step = 0;    // Philox counter of the next step
+  double stopper_best = -std::numeric_limits<double>::infinity();
+  int stopper_wait = 0;
+  double best_val_accuracy = 0;
+  int best_epoch = 0;
+  std::vector<double> partial_stats;  // a partial epoch's running sums (kStatCount values)
+  double partial_seconds = 0;
+  nlohmann::json to_json() const;
+  static TrainerState from_json(const nlohmann::json& j, const std::string& source);
+};
+
 // Picks "cpu" or "cuda" for --backend auto|cpu|cuda, with a reason when cuda is refused.
 std::unique_ptr<Backend> make_backend(const std::string& name, int threads);
 
 // Runs a whole training job. With config.out_dir set, writes config.json, history.jsonl,
 // summary.json, best.safetensors and last.safetensors there (each atomically).
-// `log` receives the one-line-per-epoch progress (nullptr: silent).
+// `log` receives the one-line-per-epoch progress (nullptr: silent). With `resume`, continues
+// the run in config.out_dir from its last.safetensors, history.jsonl and best.safetensors;
+// the finished run's history is the same as an uninterrupted one's (timings aside).
 TrainResult train(const TrainConfig& config, const Dataset& data, Backend& be,
-                  const std::function<void(const std::string&)>& log);
+                  const std::function<void(const std::string&)>& log, bool resume = false);
 
 }  // namespace bp

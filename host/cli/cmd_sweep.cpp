@@ -1,0 +1,122 @@
+// `brainprop sweep`: runs a data x model x rule x seed grid one run after another, each in
+// its own run directory; started again, it skips finished runs and resumes unfinished ones.
+#include <cstdio>
+#include <filesystem>
+#include <map>
+#include <sstream>
+
+#include "cli/args.h"
+#include "cli/commands.h"
+#include "cli/train_options.h"
+#include "io/atomic_file.h"
+#include "train/interrupt.h"
+#include "train/sweep.h"
+#include "train/trainer.h"
+
+namespace bp::cli {
+namespace {
+
+const char* kSweepHelp = R"(usage: brainprop sweep --data SPEC[,SPEC...] --models NAME[,NAME...] --out SWEEP_DIR
+                       [--rules brainprop,ebp] [--seeds N | --seed-list 1,2,3] [training options]
+
+Runs every (data, model, rule, seed) combination one after another, each in
+SWEEP_DIR/<data>-<model>-<rule>-s<seed>/. Run it again after an interruption: finished runs are
+skipped, unfinished ones resume from their last checkpoint. Ctrl-C checkpoints the current run.
+Training options are those of `brainprop train` (--epochs, --val, --batch, --lr, --threads, ...);
+batch size and lr default to each model's own. The reference's protocol is --val test.
+Then: brainprop report SWEEP_DIR
+)";
+
+std::vector<std::string> split(const std::string& text) {
+  std::vector<std::string> parts;
+  std::stringstream in(text);
+  std::string part;
+  while (std::getline(in, part, ','))
+    if (!part.empty()) parts.push_back(part);
+  return parts;
+}
+
+}  // namespace
+
+int run_sweep(const std::vector<std::string>& argv) {
+  std::set<std::string> value_options = training_value_options();
+  value_options.insert({"data", "models", "rules", "seeds", "seed-list", "out"});
+  value_options.erase("seed");
+  const Args args(argv, value_options, {"help", "no-progress", "dry-run"});
+  if (args.flag("help")) {
+    std::fputs(kSweepHelp, stdout);
+    return 0;
+  }
+  BP_CHECK(args.has("data") && args.has("models") && args.has("out"),
+           "sweep needs --data, --models and --out (see --help)");
+  const std::string sweep_dir = args.get("out", "");
+  const std::vector<std::string> specs = split(args.get("data", ""));
+  std::vector<std::string> names;
+  for (const std::string& s : specs) names.push_back(data_short_name(s));
+  std::vector<Rule> rules;
+  for (const std::string& r : split(args.get("rules", "brainprop,ebp"))) rules.push_back(parse_rule(r));
+  std::vector<uint64_t> seeds;
+  if (args.has("seed-list")) {
+    for (const std::string& s : split(args.get("seed-list", ""))) seeds.push_back(std::stoull(s));
+  } else {
+    const int n = args.get_int("seeds", 3);
+    BP_CHECK(n >= 1, "--seeds must be >= 1");
+    for (int s = 1; s <= n; ++s) seeds.push_back(uint64_t(s));
+  }
+
+  TrainConfig base;
+  base.batch_size = 0;  // 0: each model's own
+  base.lr = 0;
+  base.eval_batch = 500;
+  base.model.training.batch_size = 0;
+  base.model.training.lr = 0;
+  apply_training_options(args, base);
+  const std::vector<SweepRun> runs = sweep_grid(base, specs, names, split(args.get("models", "")),
+                                                rules, seeds, sweep_dir);
+  std::filesystem::create_directories(sweep_dir);
+  std::vector<RunStatus> status;
+  for (const SweepRun& r : runs) status.push_back(run_status(r.config));
+  std::printf("sweep %s: %zu runs\n", sweep_dir.c_str(), runs.size());
+  for (size_t i = 0; i < runs.size(); ++i)
+    std::printf("  %-48s %s\n", runs[i].name.c_str(), run_status_name(status[i]));
+  std::fflush(stdout);
+  if (args.flag("dry-run")) return 0;
+
+  install_interrupt_handler();
+  std::map<std::string, Dataset> loaded;  // each data set is read once for the whole sweep
+  nlohmann::json record = {{"runs", nlohmann::json::array()}};
+  for (size_t i = 0; i < runs.size(); ++i) {
+    const SweepRun& r = runs[i];
+    std::string outcome = "done (skipped)";
+    if (status[i] != RunStatus::Done) {
+      const TrainConfig& c = r.config;
+      auto it = loaded.find(c.data_spec);
+      if (it == loaded.end())
+        it = loaded.emplace(c.data_spec, load_dataset(c.data_spec, DataLimits{c.train_limit, c.test_limit})).first;
+      auto backend = make_backend(c.backend, c.threads);
+      std::printf("[%zu/%zu] %s (%s)\n", i + 1, runs.size(), r.name.c_str(), run_status_name(status[i]));
+      std::fflush(stdout);
+      const TrainResult result = train(
+          c, it->second, *backend,
+          [](const std::string& line) {
+            std::printf("    %s\n", line.c_str());
+            std::fflush(stdout);
+          },
+          status[i] == RunStatus::Resume);
+      outcome = result.summary.stop_reason;
+      std::printf("    -> %s: best val_acc %.4f at epoch %d, test_acc %.4f\n", outcome.c_str(),
+                  result.summary.best_val_accuracy, result.summary.best_epoch,
+                  result.summary.test_accuracy);
+    }
+    record["runs"].push_back({{"name", r.name}, {"outcome", outcome}});
+    write_file_atomic(sweep_dir + "/sweep.json", record.dump(2) + "\n");
+    if (outcome == "interrupted") {
+      std::printf("sweep interrupted; run the same command again to resume\n");
+      return 130;
+    }
+  }
+  std::printf("sweep finished: brainprop report %s\n", sweep_dir.c_str());
+  return 0;
+}
+
+}  // namespace bp::cli

@@ -1,0 +1,102 @@
+#include "cli/train_options.h"
+
+#include <algorithm>
+#include <cctype>
+#include <cstdio>
+#include <filesystem>
+
+#include "train/interrupt.h"
+#include "train/trainer.h"
+
+namespace bp::cli {
+namespace {
+
+std::string lower(std::string s) {
+  std::transform(s.begin(), s.end(), s.begin(),
+                 [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
+  s.erase(std::remove_if(s.begin(), s.end(), [](char c) { return c == '-' || c == '_'; }), s.end());
+  return s;
+}
+
+}  // namespace
+
+const std::set<std::string>& training_value_options() {
+  static const std::set<std::string> names = {
+      "epochs", "batch", "lr", "lr-decay-every", "lr-decay-factor", "epsilon", "patience",
+      "min-delta", "seed", "val", "holdout-fraction", "train-limit", "test-limit", "backend",
+      "threads", "eval-batch"};
+  return names;
+}
+
+void apply_training_options(const Args& args, TrainConfig& c) {
+  c.batch_size = args.get_int("batch", c.model.training.batch_size);
+  c.lr = args.get_double("lr", c.model.training.lr);
+  c.lr_decay_every = args.get_int("lr-decay-every", c.lr_decay_every);
+  c.lr_decay_factor = args.get_double("lr-decay-factor", c.lr_decay_factor);
+  c.epsilon = args.get_double("epsilon", c.epsilon);
+  c.max_epochs = args.get_int("epochs", c.max_epochs);
+  c.patience = args.get_int("patience", c.patience);
+  c.min_delta = args.get_double("min-delta", c.min_delta);
+  c.seed = static_cast<uint64_t>(args.get_int64("seed", static_cast<long long>(c.seed)));
+  c.val = args.get("val", c.val);
+  c.holdout_fraction = args.get_double("holdout-fraction", c.holdout_fraction);
+  c.train_limit = args.get_int64("train-limit", c.train_limit);
+  c.test_limit = args.get_int64("test-limit", c.test_limit);
+  c.backend = args.get("backend", c.backend);
+  c.threads = args.get_int("threads", c.threads);
+  c.eval_batch = args.get_int("eval-batch", c.eval_batch);
+  c.progress = !args.flag("no-progress");
+}
+
+std::string reference_data_spec(const std::string& dataset, const std::string& dir) {
+  const std::string name = lower(dataset);
+  const auto need_dir = [&](const char* prefix) {
+    BP_CHECK(!dir.empty(), "data set " << dataset << " needs --data-dir DIR (where its files are)");
+    return std::string(prefix) + ":" + dir;
+  };
+  if (name == "mnist") return need_dir("mnist");
+  if (name == "fashionmnist") return dir.empty() ? "fashion-mnist" : "fashion-mnist:" + dir;
+  if (name == "cifar10") return need_dir("cifar10");
+  if (name == "cifar100") return need_dir("cifar100");
+  if (name == "tinyimagenet") return need_dir("tiny-imagenet");
+  BP_FAIL("unknown data set \"" << dataset
+                                << "\" for the reference form (known: MNIST, fashion-mnist, CIFAR10, "
+                                   "CIFAR100, TinyImageNet)");
+}
+
+std::string data_short_name(const std::string& spec) {
+  const size_t colon = spec.find(':');
+  if (colon == std::string::npos) return spec;
+  std::string path = spec.substr(colon + 1);
+  while (path.size() > 1 && path.back() == '/') path.pop_back();
+  const std::string base = std::filesystem::path(path).filename().string();
+  return spec.substr(0, colon) + (base.empty() ? "" : "-" + base);
+}
+
+int run_training(const TrainConfig& c, bool resume) {
+  const Dataset data = load_dataset(c.data_spec, DataLimits{c.train_limit, c.test_limit});
+  auto backend = make_backend(c.backend, c.threads);
+  std::printf("brainprop train: %s on %s (%lld train / %lld test images, %d classes), rule %s, "
+              "backend %s, validation on %s\nrun directory: %s\n",
+              c.model.name.c_str(), data.source.c_str(), static_cast<long long>(data.train.count),
+              static_cast<long long>(data.test.count), data.classes, rule_name(c.rule),
+              backend->name().c_str(), c.val == "test" ? "the test set" : "a held-out split",
+              c.out_dir.c_str());
+  std::fflush(stdout);
+  install_interrupt_handler();
+  const TrainResult result = train(
+      c, data, *backend,
+      [](const std::string& line) {
+        std::printf("%s\n", line.c_str());
+        std::fflush(stdout);
+      },
+      resume);
+  const TrainSummary& s = result.summary;
+  if (s.stop_reason == "interrupted") return 130;
+  std::printf("done: %s after %d epochs; best val_acc %.4f at epoch %d; test_acc %.4f; %.1fs\n",
+              s.stop_reason.c_str(), s.epochs_run, s.best_val_accuracy, s.best_epoch,
+              s.test_accuracy, s.total_seconds);
+  return s.stop_reason == "nan_loss" ? 3 : 0;
+}
+
+}  // namespace bp::cli

@@ -1,0 +1,26 @@
+// Training options shared by `train` and `sweep`: their names, and applying them to a config
+// whose data, model and rule are already set.
+#pragma once
+#include <set>
+#include <string>
+
+#include "cli/args.h"
+#include "train/train_config.h"
+
+namespace bp::cli {
+
+// --batch, --lr, --epochs, --seed, --val, --backend, --threads, ... (value options).
+const std::set<std::string>& training_value_options();
+// Fills every field but data_spec, model_source, model, rule and out_dir. The model must be
+// loaded first: its training block gives the batch size and lr defaults.
+void apply_training_options(const Args& args, TrainConfig& c);
+
+// The reference's data-set names (MNIST, fashion-mnist, CIFAR10, CIFAR100, TinyImageNet) to a spec.
+std::string reference_data_spec(const std::string& dataset, const std::string& dir);
+// A short file-name-safe name for a data spec: "fashion-mnist", "folder-cifar10-jpeg".
+std::string data_short_name(const std::string& spec);
+
+// Prints the one-line header and runs train() with progress on stdout; returns the exit code.
+int run_training(const TrainConfig& c, bool resume);
+
+}  // namespace bp::cli

@@ -1,0 +1,85 @@
+#include "train/sweep.h"
+
+#include <filesystem>
+
+#include "core/error.h"
+#include "io/atomic_file.h"
+
+namespace bp {
+
+std::vector<SweepRun> sweep_grid(const TrainConfig& base, const std::vector<std::string>& data_specs,
+                                 const std::vector<std::string>& data_names,
+                                 const std::vector<std::string>& models,
+                                 const std::vector<Rule>& rules, const std::vector<uint64_t>& seeds,
+                                 const std::string& sweep_dir) {
+  BP_CHECK(data_specs.size() == data_names.size(), "sweep_grid: one short name per data spec");
+  std::vector<SweepRun> runs;
+  for (size_t d = 0; d < data_specs.size(); ++d)
+    for (const std::string& model : models) {
+      const ModelSpec spec = load_model(model);
+      for (Rule rule : rules)
+        for (uint64_t seed : seeds) {
+          SweepRun run;
+          run.config = base;
+          run.config.data_spec = data_specs[d];
+          run.config.model_source = model;
+          run.config.model = spec;
+          run.config.rule = rule;
+          run.config.seed = seed;
+          run.config.batch_size = base.batch_size > 0 ? base.batch_size : spec.training.batch_size;
+          run.config.lr = base.lr > 0 ? base.lr : spec.training.lr;
+          run.name = data_names[d] + "-" + spec.name + "-" + rule_name(rule) + "-s" + std::to_string(seed);
+          run.config.out_dir = sweep_dir + "/" + run.name;
+          runs.push_back(run);
+        }
+    }
+  return runs;
+}
+
+const char* run_status_name(RunStatus status) {
+  switch (status) {
+    case RunStatus::Fresh: return "new";
+    case RunStatus::Resume: return "resume";
+    case RunStatus::Done: return "done";
+  }
+  return "?";
+}
+
+RunStatus run_status(const TrainConfig& wanted) {
+  namespace fs = std::filesystem;
+  const fs::path dir(wanted.out_dir);
+  if (!fs::exists(dir / "config.json") || !fs::exists(dir / "last.safetensors")) return RunStatus::Fresh;
+  const std::string config_path = (dir / "config.json").string();
+  nlohmann::json stored;
+  try {
+    stored = nlohmann::json::parse(read_file(config_path));
+  } catch (const nlohmann::json::parse_error& e) {
+    BP_FAIL(config_path << ": not valid JSON: " << e.what());
+  }
+  // How a run executes (threads, backend) and how long it may go on may change between
+  // invocations; what it computes may not.
+  nlohmann::json want = config_to_json(wanted);
+  for (const char* free_field : {"threads", "backend", "max_epochs"}) {
+    stored.erase(free_field);
+    want.erase(free_field);
+  }
+  for (const auto& item : want.items())
+    BP_CHECK(stored.contains(item.key()) && stored[item.key()] == item.value(),
+             config_path << ": this run was made with " << item.key() << " = "
+                         << (stored.contains(item.key()) ? stored[item.key()].dump() : "(missing)")
+                         << ", the sweep asks for " << item.value().dump()
+                         << "; use another sweep directory");
+  if (!fs::exists(dir / "summary.json")) return RunStatus::Resume;
+  nlohmann::json summary;
+  try {
+    summary = nlohmann::json::parse(read_file((dir / "summary.json").string()));
+  } catch (const nlohmann::json::parse_error& e) {
+    BP_FAIL((dir / "summary.json").string() << ": not valid JSON: " << e.what());
+  }
+  const std::string reason = summary.value("stop_reason", "");
+  if (reason == "interrupted") return RunStatus::Resume;
+  if (reason == "max_epochs" && summary.value("epochs_run", 0) < wanted.max_epochs) return RunStatus::Resume;
+  return RunStatus::Done;
+}
+
+}  // namespace bp

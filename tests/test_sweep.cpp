@@ -1,0 +1,79 @@
+// Sweeps: grid naming and order, and what a restarted sweep does with each run directory.
+#include <gtest/gtest.h>
+
+#include <filesystem>
+
+#include "test_helpers.h"
+#include "train/sweep.h"
+#include "train/trainer.h"
+
+namespace bp {
+namespace {
+
+namespace fs = std::filesystem;
+
+Dataset two_class_data() {
+  Dataset d;
+  d.name = "dots";
+  d.source = "synthetic";
+  d.classes = 2;
+  d.class_names = {"dark", "bright"};
+  for (ImageSet* set : {&d.train, &d.test}) {
+    set->count = 200;
+    set->height = set->width = 4;
+    set->channels = 1;
+    for (int i = 0; i < 200; ++i) {
+      set->labels.push_back(i % 2);
+      for (int p = 0; p < 16; ++p) set->pixels.push_back(uint8_t(i % 2 ? 200 + p : 10 + p));
+    }
+  }
+  return d;
+}
+
+TEST(Sweep, GridNamesEveryRunAndUsesEachModelsDefaults) {
+  TrainConfig base;
+  base.batch_size = 0;  // each model's own
+  base.lr = 0;
+  const auto runs = sweep_grid(base, {"fashion-mnist", "folder:/x/cifar10-jpeg"},
+                               {"fashion-mnist", "folder-cifar10-jpeg"}, {"dense", "loccon"},
+                               {Rule::BrainProp, Rule::Ebp}, {1, 2, 3}, "/tmp/s");
+  ASSERT_EQ(runs.size(), 2u * 2 * 2 * 3);
+  EXPECT_EQ(runs[0].name, "fashion-mnist-dense-brainprop-s1");
+  EXPECT_EQ(runs[0].config.out_dir, "/tmp/s/fashion-mnist-dense-brainprop-s1");
+  EXPECT_EQ(runs.back().name, "folder-cifar10-jpeg-loccon-ebp-s3");
+  EXPECT_EQ(runs[0].config.batch_size, 128);
+  EXPECT_EQ(runs[6].config.batch_size, 32) << "loccon's own batch size";
+  EXPECT_EQ(runs.back().config.seed, 3u);
+}
+
+TEST(Sweep, RestartSkipsFinishedRunsResumesOthersAndRefusesChangedSettings) {
+  const fs::path dir = fs::temp_directory_path() / ("brainprop-sweep-" + std::to_string(::getpid()));
+  fs::remove_all(dir);
+  TrainConfig c;
+  c.model = load_model("dense");
+  c.model.layers = {{"flatten"}, {"dense", 8, false, 0.1, 0}, {"relu"}};
+  c.max_epochs = 2;
+  c.val = "test";
+  c.progress = false;
+  c.out_dir = (dir / "run").string();
+  EXPECT_EQ(run_status(c), RunStatus::Fresh);
+
+  const Dataset data = two_class_data();
+  auto be = make_cpu_backend(1);
+  c.halt_after_steps = 1;  // interrupted inside the first epoch
+  train(c, data, *be, nullptr);
+  c.halt_after_steps = -1;
+  EXPECT_EQ(run_status(c), RunStatus::Resume);
+  train(c, data, *be, nullptr, true);
+  EXPECT_EQ(run_status(c), RunStatus::Done);
+  TrainConfig longer = c;
+  longer.max_epochs = 3;
+  EXPECT_EQ(run_status(longer), RunStatus::Resume) << "a raised epoch limit continues the run";
+  TrainConfig changed = c;
+  changed.lr = 0.5;
+  test::expect_error([&] { run_status(changed); }, "made with lr = 0.1");
+  fs::remove_all(dir);
+}
+
+}  // namespace
+}  // namespace bp
