@@ -10,15 +10,21 @@
 
 namespace bp {
 
+// The Philox draw of elements 4 * group .. 4 * group + 3 (one call gives four uniforms).
+BP_HD Philox4 dropout_draw(uint64_t seed, uint64_t step, uint32_t layer, uint64_t group) {
+  return philox4x32(static_cast<uint32_t>(group), static_cast<uint32_t>(step),
+                    (static_cast<uint32_t>(step >> 32) << 16) ^ layer,
+                    static_cast<uint32_t>(RngStream::kDropout), seed);
+}
+
+BP_HD float dropout_keep_scale(float rate, uint32_t bits) {
+  return uniform_from_bits(bits) < rate ? 0.0f : 1.0f / (1.0f - rate);
+}
+
 // The multiplier of element `index`: 0 or 1 / (1 - rate).
 BP_HD float dropout_multiplier(float rate, uint64_t seed, uint64_t step, uint32_t layer,
                                uint64_t index) {
-  // One Philox call gives four uniforms: elements 4i..4i+3 share a draw.
-  const Philox4 r = philox4x32(static_cast<uint32_t>(index >> 2), static_cast<uint32_t>(step),
-                               (static_cast<uint32_t>(step >> 32) << 16) ^ layer,
-                               static_cast<uint32_t>(RngStream::kDropout), seed);
-  const float u = uniform_from_bits(r.v[index & 3]);
-  return u < rate ? 0.0f : 1.0f / (1.0f - rate);
+  return dropout_keep_scale(rate, dropout_draw(seed, step, layer, index >> 2).v[index & 3]);
 }
 
 }  // namespace bp
