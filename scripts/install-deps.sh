@@ -1,13 +1,14 @@
 #!/usr/bin/env bash
 # Installs what brainprop needs on Debian 12: the C++ toolchain and libraries (libjpeg-turbo
 # for the JPEG data sets), and the Fashion-MNIST data set (Debian package
-# dataset-fashion-mnist). Idempotent: packages already present are not touched. --bench also
+# dataset-fashion-mnist), and matplotlib (python3-matplotlib) for the figures of
+# `brainprop report`. Idempotent: packages already present are not touched. --bench also
 # installs PyTorch (python3-torch) for bench/ scripts.
 # The CUDA toolkit is not a Debian package here; the build finds it under /usr/local/cuda.
 set -euo pipefail
 
 packages=(build-essential cmake pkg-config libopenblas-openmp-dev nlohmann-json3-dev zlib1g-dev
-          libturbojpeg0-dev libgtest-dev dataset-fashion-mnist python3)
+          libturbojpeg0-dev libgtest-dev dataset-fashion-mnist python3 python3-matplotlib)
 if [[ "${1:-}" == "--bench" ]]; then
   packages+=(python3-torch python3-numpy)
 fi

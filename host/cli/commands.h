@@ -11,5 +11,6 @@ int run_bench(const std::vector<std::string>& args);
 int run_info(const std::vector<std::string>& args);
 int run_sweep(const std::vector<std::string>& args);
 int run_inspect(const std::vector<std::string>& args);
+int run_report(const std::vector<std::string>& args);
 
 }  // namespace bp::cli

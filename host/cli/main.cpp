@@ -19,6 +19,7 @@ commands:
   inspect classes, image shape and split sizes of a data set:  brainprop inspect --data SPEC
   sweep   a data x model x rule x seed grid of runs, resumable:
           brainprop sweep --data fashion-mnist --models conv --seeds 3 --out sweeps/fm
+  report  the paper's tables and learning curves from a sweep of runs:  brainprop report SWEEP_DIR
   info    version, compiled backends, devices
 
 `brainprop <command> --help` lists a command's options.
@@ -41,6 +42,7 @@ int main(int argc, char** argv) {
     if (command == "info") return bp::cli::run_info(args);
     if (command == "sweep") return bp::cli::run_sweep(args);
     if (command == "inspect") return bp::cli::run_inspect(args);
+    if (command == "report") return bp::cli::run_report(args);
     std::fprintf(stderr, "brainprop: unknown command \"%s\"\n\n%s", command.c_str(), kUsage);
     return 2;
   } catch (const std::exception& e) {

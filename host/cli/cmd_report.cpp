@@ -1,0 +1,90 @@
+// `brainprop report`: the paper's tables (Markdown, CSV) and learning curves (curves.csv, and
+// PNG/SVG figures through scripts/plot_report.py) from a directory of finished runs.
+#include <cstdio>
+#include <filesystem>
+
+#include "cli/args.h"
+#include "cli/commands.h"
+#include "core/error.h"
+#include "train/report.h"
+
+namespace bp::cli {
+
+namespace {
+
+const char* kReportHelp = R"(usage: brainprop report SWEEP_DIR [--require-figures] [--no-figures]
+
+Reads every run directory under SWEEP_DIR (subdirectories up to two levels deep holding
+config.json and history.jsonl or summary.json), groups the runs by (data, model, rule) and writes, under
+SWEEP_DIR/report/:
+  table.md    the paper's table: per (data, model) BrainProp and EBP epochs to the best
+              validation accuracy and that accuracy, mean (std) over seeds, the epochs ratio,
+              test accuracies and the number of seeds (also printed here)
+  table.csv   one row per (data, model, rule), unrounded, accuracies as fractions
+  curves.csv  per epoch mean, std and n over the seeds that reached the epoch
+  <data>-<model>-val_accuracy.png/.svg       validation accuracy, BrainProp vs EBP
+  <data>-<model>-brainprop_reward.png/.svg   BrainProp reward and exploration rates
+Runs without summary.json (or interrupted ones) are listed as unfinished and left out.
+The figures need python3 with matplotlib (apt-get install python3-matplotlib); without it
+they are skipped with a warning, or, with --require-figures, the command fails.
+  --require-figures   exit 1 when the figures cannot be made
+  --no-figures        write the tables and curves.csv only
+environment: BRAINPROP_PYTHON (the Python to use), BRAINPROP_SCRIPTS (where plot_report.py is)
+)";
+
+}  // namespace
+
+int run_report(const std::vector<std::string>& argv) {
+  const Args args(argv, {}, {"help", "require-figures", "no-figures"});
+  if (args.flag("help") || args.positionals().size() != 1) {
+    std::fputs(kReportHelp, args.flag("help") ? stdout : stderr);
+    return args.flag("help") ? 0 : 2;
+  }
+  BP_CHECK(!(args.flag("require-figures") && args.flag("no-figures")),
+           "--require-figures and --no-figures contradict each other");
+  const std::string sweep_dir = args.positionals()[0];
+  BP_CHECK(!report::find_run_dirs(sweep_dir).empty(),
+           sweep_dir << ": no run directories in it (subdirectories, up to two levels deep, "
+                        "holding config.json and history.jsonl or summary.json)");
+
+  report::ReportFiles files;
+  const report::Sweep sweep = report::write_report(sweep_dir, &files);
+  std::fputs(report::markdown_report(sweep).c_str(), stdout);
+  size_t finished = 0;
+  for (const report::Group& g : sweep.groups) finished += g.runs.size();
+  std::printf("\n%zu finished runs in %zu groups, %zu unfinished (left out)\n", finished,
+              sweep.groups.size(), sweep.unfinished.size());
+  std::printf("wrote %s, %s, %s\n", files.table_md.c_str(), files.table_csv.c_str(),
+              files.curves_csv.c_str());
+
+  if (args.flag("no-figures")) return 0;
+  const std::vector<std::string> expected = report::expected_figures(sweep);
+  if (expected.empty()) {
+    std::printf("no curves to plot\n");
+    return 0;
+  }
+  const report::PlotResult plot = report::plot_figures(files.report_dir);
+  std::string missing;
+  if (plot.ok)
+    for (const std::string& name : expected)
+      if (!std::filesystem::exists(std::filesystem::path(files.report_dir) / name))
+        missing += " " + name;
+  if (plot.ok && missing.empty()) {
+    std::printf("figures (%zu files) in %s\n", expected.size(), files.report_dir.c_str());
+    return 0;
+  }
+  const std::string reason =
+      plot.ok ? "plot_report.py did not write:" + missing : plot.reason;
+  std::fprintf(stderr, "brainprop report: warning: figures skipped: %s\n", reason.c_str());
+  if (args.flag("require-figures")) {
+    std::fprintf(stderr, "brainprop report: --require-figures: failing\n");
+    return 1;
+  }
+  std::fprintf(stderr,
+               "brainprop report: the tables and curves.csv are written; draw the figures later "
+               "with: python3 %s/plot_report.py %s\n",
+               report::scripts_directory().c_str(), files.report_dir.c_str());
+  return 0;
+}
+
+}  // namespace bp::cli

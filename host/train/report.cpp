@@ -1,0 +1,603 @@
+#include "train/report.h"
+
+#include <algorithm>
+#include <cmath>
+#include <cstdio>
+#include <cstdlib>
+#include <filesystem>
+#include <nlohmann/json.hpp>
+#include <set>
+#include <sstream>
+#include <sys/wait.h>
+#include <tuple>
+
+#include "core/error.h"
+#include "io/atomic_file.h"
+
+namespace bp::report {
+
+namespace fs = std::filesystem;
+
+namespace {
+
+bool is_file(const fs::path& p) {
+  std::error_code ec;
+  return fs::is_regular_file(p, ec);
+}
+
+// A run directory holds config.json and the history (or, for a run that diverged in its first
+// epoch and so never wrote a history line, the summary).
+bool is_run_dir(const fs::path& dir) {
+  return is_file(dir / "config.json") &&
+         (is_file(dir / "history.jsonl") || is_file(dir / "summary.json"));
+}
+
+nlohmann::json parse_json_file(const std::string& path) {
+  const std::string text = read_file(path);
+  try {
+    return nlohmann::json::parse(text);
+  } catch (const nlohmann::json::exception& e) {
+    BP_FAIL(path << ": not valid JSON: " << e.what());
+  }
+}
+
+// The shortest "%.*g" text that reads back as the same double.
+std::string format_number(double v) {
+  if (!std::isfinite(v)) return std::isnan(v) ? "nan" : (v > 0 ? "inf" : "-inf");
+  char buf[40];
+  for (int precision = 15; precision <= 17; ++precision) {
+    std::snprintf(buf, sizeof buf, "%.*g", precision, v);
+    if (std::strtod(buf, nullptr) == v) break;
+  }
+  return buf;
+}
+
+std::string format_fixed(double v, int decimals) {
+  char buf[64];
+  std::snprintf(buf, sizeof buf, "%.*f", decimals, v);
+  return buf;
+}
+
+// The paper's order first (data sets, then nets), anything else after it, alphabetically.
+int data_rank(const std::string& label) {
+  static const std::vector<std::string> order = {"mnist", "fashion-mnist", "cifar10", "cifar100",
+                                                 "cifar100-coarse", "tiny-imagenet"};
+  const std::string prefix = label.substr(0, label.find(':'));
+  for (size_t i = 0; i < order.size(); ++i)
+    if (prefix == order[i]) return int(i);
+  return int(order.size());
+}
+int model_rank(const std::string& model) {
+  static const std::vector<std::string> order = {"dense", "conv", "loccon", "deep"};
+  for (size_t i = 0; i < order.size(); ++i)
+    if (model == order[i]) return int(i);
+  return int(order.size());
+}
+int rule_rank(const std::string& rule) { return rule == "brainprop" ? 0 : rule == "ebp" ? 1 : 2; }
+
+std::string spec_prefix(const std::string& spec) { return spec.substr(0, spec.find(':')); }
+std::string spec_base(const std::string& spec) {
+  const size_t colon = spec.find(':');
+  if (colon == std::string::npos) return "";
+  std::string path = spec.substr(colon + 1);
+  while (path.size() > 1 && path.back() == '/') path.pop_back();
+  return fs::path(path).filename().string();
+}
+
+std::string join(const std::vector<std::string>& parts, const std::string& sep) {
+  std::string out;
+  for (size_t i = 0; i < parts.size(); ++i) out += (i ? sep : "") + parts[i];
+  return out;
+}
+
+}  // namespace
+
+// ---- reading runs -------------------------------------------------------------------------
+
+std::vector<std::string> find_run_dirs(const std::string& sweep_dir) {
+  std::error_code ec;
+  BP_CHECK(fs::exists(sweep_dir, ec), sweep_dir << ": no such directory");
+  BP_CHECK(fs::is_directory(sweep_dir, ec), sweep_dir << ": not a directory");
+  std::vector<std::string> runs;
+  auto subdirs = [](const fs::path& dir) {
+    std::vector<fs::path> out;
+    std::error_code iter_ec;
+    for (fs::directory_iterator it(dir, iter_ec), end; !iter_ec && it != end; it.increment(iter_ec)) {
+      std::error_code type_ec;
+      if (it->is_directory(type_ec)) out.push_back(it->path());
+    }
+    BP_CHECK(!iter_ec, dir.string() << ": cannot list the directory: " << iter_ec.message());
+    return out;
+  };
+  for (const fs::path& level1 : subdirs(sweep_dir)) {
+    if (is_run_dir(level1)) {
+      runs.push_back(level1.string());
+      continue;
+    }
+    for (const fs::path& level2 : subdirs(level1))
+      if (is_run_dir(level2)) runs.push_back(level2.string());
+  }
+  std::sort(runs.begin(), runs.end());
+  return runs;
+}
+
+RunRecord read_run(const std::string& dir) {
+  RunRecord run;
+  run.dir = dir;
+
+  const std::string config_path = (fs::path(dir) / "config.json").string();
+  const nlohmann::json config = parse_json_file(config_path);
+  try {
+    run.data = config.at("data").get<std::string>();
+    run.model = config.at("model").at("name").get<std::string>();
+    run.rule = config.at("rule").get<std::string>();
+    run.val = config.contains("val") ? config.at("val").get<std::string>() : std::string("?");
+    run.seed = config.at("seed").get<unsigned long long>();
+  } catch (const nlohmann::json::exception& e) {
+    BP_FAIL(config_path << ": not a brainprop run configuration: " << e.what());
+  }
+  BP_CHECK(run.rule == "brainprop" || run.rule == "ebp",
+           config_path << ": unknown rule \"" << run.rule << "\" (known: brainprop, ebp)");
+
+  const std::string history_path = (fs::path(dir) / "history.jsonl").string();
+  if (is_file(history_path)) {
+    std::istringstream lines(read_file(history_path));
+    std::string line;
+    for (int line_no = 1; std::getline(lines, line); ++line_no) {
+      if (line.find_first_not_of(" \t\r") == std::string::npos) continue;
+      nlohmann::json rec;
+      try {
+        rec = nlohmann::json::parse(line);
+      } catch (const nlohmann::json::exception& e) {
+        BP_FAIL(history_path << " line " << line_no << ": not valid JSON: " << e.what());
+      }
+      BP_CHECK(rec.is_object(), history_path << " line " << line_no << ": not a JSON object");
+      EpochPoint point;
+      BP_CHECK(rec.contains("epoch") && rec["epoch"].is_number_integer(),
+               history_path << " line " << line_no << ": no integer \"epoch\"");
+      point.epoch = rec["epoch"].get<int>();
+      BP_CHECK(point.epoch >= 1, history_path << " line " << line_no << ": epoch " << point.epoch
+                                              << " (epochs count from 1)");
+      BP_CHECK(run.history.empty() || point.epoch > run.history.back().epoch,
+               history_path << " line " << line_no << ": epoch " << point.epoch
+                            << " after epoch " << run.history.back().epoch);
+      for (const auto& [key, value] : rec.items())
+        if (key != "epoch" && value.is_number()) point.metrics[key] = value.get<double>();
+      BP_CHECK(point.metrics.count("val_accuracy"),
+               history_path << " line " << line_no << ": no numeric \"val_accuracy\"");
+      run.history.push_back(std::move(point));
+    }
+  }
+
+  const std::string summary_path = (fs::path(dir) / "summary.json").string();
+  if (!is_file(summary_path)) {
+    run.unfinished_reason = "no summary.json";
+    return run;
+  }
+  const nlohmann::json summary = parse_json_file(summary_path);
+  try {
+    auto number = [&](const char* key) {
+      const nlohmann::json& v = summary.at(key);
+      BP_CHECK(v.is_number(), summary_path << ": not a brainprop run summary: \"" << key
+                                           << "\" is " << v.dump() << ", not a number");
+      return v.get<double>();
+    };
+    run.best_val_accuracy = number("best_val_accuracy");
+    run.test_accuracy = number("test_accuracy");
+    run.best_epoch = summary.at("best_epoch").get<int>();
+    run.epochs_run = summary.at("epochs_run").get<int>();
+    run.stop_reason = summary.at("stop_reason").get<std::string>();
+  } catch (const nlohmann::json::exception& e) {
+    BP_FAIL(summary_path << ": not a brainprop run summary: " << e.what());
+  }
+  if (run.stop_reason == "interrupted") {
+    run.unfinished_reason = "interrupted (summary.json stop_reason); resume it with "
+                            "brainprop train --resume";
+    return run;
+  }
+  run.finished = true;
+  return run;
+}
+
+std::vector<RunRecord> read_sweep(const std::string& sweep_dir) {
+  std::vector<RunRecord> runs;
+  for (const std::string& dir : find_run_dirs(sweep_dir)) runs.push_back(read_run(dir));
+  return runs;
+}
+
+// ---- statistics and grouping ---------------------------------------------------------------
+
+MeanStd mean_std(const std::vector<double>& values) {
+  MeanStd s;
+  s.n = int(values.size());
+  if (values.empty()) return s;
+  double sum = 0;
+  for (double v : values) sum += v;
+  s.mean = sum / double(s.n);
+  if (s.n > 1) {
+    double ss = 0;
+    for (double v : values) ss += (v - s.mean) * (v - s.mean);
+    s.std = std::sqrt(ss / double(s.n - 1));
+  }
+  return s;
+}
+
+std::string format_mean_std(double mean, double std, int decimals) {
+  return format_fixed(mean, decimals) + " (" + format_fixed(std, decimals) + ")";
+}
+
+std::string file_safe(const std::string& name) {
+  std::string out = name;
+  for (char& c : out) {
+    const bool ok = (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') ||
+                    c == '.' || c == '_' || c == '+' || c == '-';
+    if (!ok) c = '_';
+  }
+  return out;
+}
+
+std::map<std::string, std::string> data_labels(const std::vector<std::string>& specs) {
+  const std::set<std::string> distinct(specs.begin(), specs.end());
+  std::map<std::string, int> per_prefix;
+  for (const std::string& spec : distinct) ++per_prefix[spec_prefix(spec)];
+  std::map<std::string, std::string> labels;
+  std::set<std::string> used;
+  for (const std::string& spec : distinct) {
+    const std::string prefix = spec_prefix(spec), base = spec_base(spec);
+    std::string label = prefix;
+    if ((per_prefix[prefix] > 1 || prefix == "folder") && !base.empty()) label += "-" + base;
+    label = file_safe(label.empty() ? "data" : label);
+    std::string unique = label;
+    for (int k = 2; used.count(unique); ++k) unique = label + "-" + std::to_string(k);
+    used.insert(unique);
+    labels[spec] = unique;
+  }
+  return labels;
+}
+
+Sweep aggregate(std::vector<RunRecord> runs, const std::string& sweep_dir) {
+  Sweep sweep;
+  sweep.dir = sweep_dir;
+  std::vector<std::string> specs;
+  for (const RunRecord& r : runs) specs.push_back(r.data);
+  const std::map<std::string, std::string> labels = data_labels(specs);
+
+  std::map<std::tuple<std::string, std::string, std::string>, Group> groups;
+  for (RunRecord& r : runs) {
+    if (!r.finished) {
+      sweep.unfinished.push_back(std::move(r));
+      continue;
+    }
+    Group& g = groups[{r.data, r.model, r.rule}];
+    g.data = r.data;
+    g.data_label = labels.at(r.data);
+    g.model = r.model;
+    g.rule = r.rule;
+    g.runs.push_back(std::move(r));
+  }
+  for (auto& [key, g] : groups) {
+    std::sort(g.runs.begin(), g.runs.end(), [](const RunRecord& a, const RunRecord& b) {
+      return std::tie(a.seed, a.dir) < std::tie(b.seed, b.dir);
+    });
+    std::vector<double> epochs, val, test, run_epochs;
+    std::set<std::string> protocols;
+    std::map<unsigned long long, std::vector<std::string>> dirs_by_seed;
+    for (const RunRecord& r : g.runs) {
+      epochs.push_back(r.best_epoch);
+      val.push_back(r.best_val_accuracy);
+      test.push_back(r.test_accuracy);
+      run_epochs.push_back(r.epochs_run);
+      protocols.insert(r.val);
+      dirs_by_seed[r.seed].push_back(r.dir);
+      if (r.stop_reason == "nan_loss")
+        sweep.warnings.push_back(r.dir + ": stopped on a NaN loss after " +
+                                 std::to_string(r.epochs_run) +
+                                 " epochs; counted with its best epoch " +
+                                 std::to_string(r.best_epoch));
+    }
+    g.best_epoch = mean_std(epochs);
+    g.best_val_accuracy = mean_std(val);
+    g.test_accuracy = mean_std(test);
+    g.epochs_run = mean_std(run_epochs);
+    g.val = join(std::vector<std::string>(protocols.begin(), protocols.end()), ",");
+    const std::string name = g.data_label + " " + g.model + " " + g.rule;
+    if (protocols.size() > 1)
+      sweep.warnings.push_back(name + ": the runs mix validation protocols (" + g.val + ")");
+    for (const auto& [seed, dirs] : dirs_by_seed)
+      if (dirs.size() > 1)
+        sweep.warnings.push_back(name + ": seed " + std::to_string(seed) + " appears in " +
+                                 std::to_string(dirs.size()) + " runs (" + join(dirs, ", ") +
+                                 "); each counts as a seed");
+  }
+  for (auto& [key, g] : groups) sweep.groups.push_back(std::move(g));
+  std::sort(sweep.groups.begin(), sweep.groups.end(), [](const Group& a, const Group& b) {
+    return std::make_tuple(data_rank(a.data_label), a.data_label, model_rank(a.model), a.model,
+                           rule_rank(a.rule)) <
+           std::make_tuple(data_rank(b.data_label), b.data_label, model_rank(b.model), b.model,
+                           rule_rank(b.rule));
+  });
+  std::sort(sweep.unfinished.begin(), sweep.unfinished.end(),
+            [](const RunRecord& a, const RunRecord& b) { return a.dir < b.dir; });
+  // Rows pair BrainProp with EBP: say when the two halves of a row were run differently.
+  for (const TableRow& row : table_rows(sweep))
+    if (row.brainprop && row.ebp && row.brainprop->val != row.ebp->val)
+      sweep.warnings.push_back(row.data_label + " " + row.model +
+                               ": BrainProp and EBP runs use different validation protocols (" +
+                               row.brainprop->val + " vs " + row.ebp->val + ")");
+  return sweep;
+}
+
+// ---- the table -----------------------------------------------------------------------------
+
+std::vector<TableRow> table_rows(const Sweep& sweep) {
+  std::vector<TableRow> rows;
+  for (const Group& g : sweep.groups) {
+    if (rows.empty() || rows.back().data_label != g.data_label || rows.back().model != g.model)
+      rows.push_back({g.data_label, g.model, nullptr, nullptr});
+    if (g.rule == "brainprop") rows.back().brainprop = &g;
+    if (g.rule == "ebp") rows.back().ebp = &g;
+  }
+  return rows;
+}
+
+std::optional<double> epoch_ratio(const TableRow& row) {
+  if (!row.brainprop || !row.ebp || row.ebp->best_epoch.mean == 0) return std::nullopt;
+  return row.brainprop->best_epoch.mean / row.ebp->best_epoch.mean;
+}
+
+std::string markdown_header() {
+  return "| data | model | BrainProp epochs | BrainProp acc % | EBP epochs | EBP acc % | "
+         "epochs ratio BrainProp/EBP | BrainProp test acc % | EBP test acc % | seeds |\n"
+         "|---|---|---|---|---|---|---|---|---|---|\n";
+}
+
+std::string markdown_row(const TableRow& row) {
+  const std::string none = "–";
+  auto epochs = [&](const Group* g) {
+    return g ? format_mean_std(g->best_epoch.mean, g->best_epoch.std, 0) : none;
+  };
+  auto percent = [&](const Group* g, const MeanStd Group::*field) {
+    if (!g) return none;
+    const MeanStd& s = g->*field;
+    return format_mean_std(100 * s.mean, 100 * s.std, 2);
+  };
+  const std::optional<double> ratio = epoch_ratio(row);
+  std::string seeds;
+  if (row.brainprop && row.ebp && row.brainprop->runs.size() != row.ebp->runs.size())
+    seeds = std::to_string(row.brainprop->runs.size()) + " / " +
+            std::to_string(row.ebp->runs.size());
+  else
+    seeds = std::to_string((row.brainprop ? row.brainprop : row.ebp)->runs.size());
+  return "| " + row.data_label + " | " + row.model + " | " + epochs(row.brainprop) + " | " +
+         percent(row.brainprop, &Group::best_val_accuracy) + " | " + epochs(row.ebp) + " | " +
+         percent(row.ebp, &Group::best_val_accuracy) + " | " +
+         (ratio ? format_fixed(*ratio, 2) : none) + " | " +
+         percent(row.brainprop, &Group::test_accuracy) + " | " +
+         percent(row.ebp, &Group::test_accuracy) + " | " + seeds + " |";
+}
+
+std::string markdown_report(const Sweep& sweep) {
+  std::ostringstream md;
+  md << "# brainprop report" << (sweep.dir.empty() ? "" : ": " + sweep.dir) << "\n\n";
+  const std::vector<TableRow> rows = table_rows(sweep);
+  if (rows.empty()) {
+    md << "No finished runs: nothing to tabulate.\n";
+  } else {
+    md << markdown_header();
+    for (const TableRow& row : rows) md << markdown_row(row) << "\n";
+  }
+  std::map<std::string, int> protocols;
+  for (const Group& g : sweep.groups)
+    for (const RunRecord& r : g.runs) ++protocols[r.val];
+  std::vector<std::string> protocol_counts;
+  for (const auto& [name, count] : protocols)
+    protocol_counts.push_back(name + " (" + std::to_string(count) + " runs)");
+
+  md << "\nMean (std) over seeds; std is the sample standard deviation (n − 1), 0 for one seed.\n\n"
+        "- **epochs**: `best_epoch` of summary.json, the epoch of the best validation accuracy "
+        "(the paper's \"epochs\").\n"
+        "- **acc %**: `best_val_accuracy`, the best validation accuracy, in %.\n"
+        "- **epochs ratio**: mean BrainProp epochs / mean EBP epochs (of the unrounded means).\n"
+        "- **test acc %**: `test_accuracy`, the test accuracy of the best epoch's weights. With "
+        "`--val test` (the paper's protocol) the validation set is the test set, so it "
+        "coincides with acc %; with `--val holdout` it is the honest estimate.\n"
+        "- **seeds**: finished runs per rule (\"a / b\": BrainProp / EBP when they differ).\n";
+  if (!protocol_counts.empty())
+    md << "- Validation protocol of the runs: " << join(protocol_counts, ", ") << ".\n";
+  if (!sweep.unfinished.empty()) {
+    md << "\n## Unfinished runs (left out of the table and the curves)\n\n";
+    for (const RunRecord& r : sweep.unfinished)
+      md << "- `" << r.dir << "`: " << r.data << " " << r.model << " " << r.rule << " seed "
+         << r.seed << ", " << r.history.size() << " epochs in history.jsonl, "
+         << r.unfinished_reason << "\n";
+  }
+  if (!sweep.warnings.empty()) {
+    md << "\n## Warnings\n\n";
+    for (const std::string& w : sweep.warnings) md << "- " << w << "\n";
+  }
+  return md.str();
+}
+
+std::string csv_field(const std::string& text) {
+  if (text.find_first_of(",\"\r\n") == std::string::npos) return text;
+  std::string out = "\"";
+  for (char c : text) out += c == '"' ? std::string("\"\"") : std::string(1, c);
+  return out + "\"";
+}
+
+std::string table_csv(const Sweep& sweep) {
+  std::string csv =
+      "data,data_spec,model,rule,val,seeds,seed_list,best_epoch_mean,best_epoch_std,"
+      "best_val_accuracy_mean,best_val_accuracy_std,test_accuracy_mean,test_accuracy_std,"
+      "epochs_run_mean,epochs_run_std,epoch_ratio_brainprop_over_ebp\n";
+  for (const TableRow& row : table_rows(sweep)) {
+    const std::optional<double> ratio = epoch_ratio(row);
+    for (const Group* g : {row.brainprop, row.ebp}) {
+      if (!g) continue;
+      std::vector<std::string> seeds;
+      for (const RunRecord& r : g->runs) seeds.push_back(std::to_string(r.seed));
+      const std::vector<std::string> fields = {
+          csv_field(g->data_label),
+          csv_field(g->data),
+          csv_field(g->model),
+          g->rule,
+          csv_field(g->val),
+          std::to_string(g->runs.size()),
+          join(seeds, ";"),
+          format_number(g->best_epoch.mean),
+          format_number(g->best_epoch.std),
+          format_number(g->best_val_accuracy.mean),
+          format_number(g->best_val_accuracy.std),
+          format_number(g->test_accuracy.mean),
+          format_number(g->test_accuracy.std),
+          format_number(g->epochs_run.mean),
+          format_number(g->epochs_run.std),
+          ratio ? format_number(*ratio) : ""};
+      csv += join(fields, ",") + "\n";
+    }
+  }
+  return csv;
+}
+
+// ---- curves --------------------------------------------------------------------------------
+
+const std::vector<std::string>& curve_metrics() {
+  static const std::vector<std::string> metrics = {"val_accuracy", "train_accuracy", "train_loss",
+                                                   "reward_rate", "exploration_rate"};
+  return metrics;
+}
+
+std::vector<CurvePoint> aggregate_curves(const Sweep& sweep) {
+  std::vector<CurvePoint> points;
+  for (const Group& g : sweep.groups) {
+    for (const std::string& metric : curve_metrics()) {
+      std::map<int, std::vector<double>> by_epoch;
+      for (const RunRecord& r : g.runs)
+        for (const EpochPoint& e : r.history) {
+          const auto it = e.metrics.find(metric);
+          if (it != e.metrics.end()) by_epoch[e.epoch].push_back(it->second);
+        }
+      for (const auto& [epoch, values] : by_epoch)
+        points.push_back({g.data_label, g.model, g.rule, metric, epoch, mean_std(values)});
+    }
+  }
+  return points;
+}
+
+std::string curves_csv(const std::vector<CurvePoint>& curves) {
+  std::string csv = "data,model,rule,metric,epoch,mean,std,n\n";
+  for (const CurvePoint& p : curves)
+    csv += csv_field(p.data_label) + "," + csv_field(p.model) + "," + p.rule + "," + p.metric +
+           "," + std::to_string(p.epoch) + "," + format_number(p.stats.mean) + "," +
+           format_number(p.stats.std) + "," + std::to_string(p.stats.n) + "\n";
+  return csv;
+}
+
+std::vector<std::string> expected_figures(const Sweep& sweep) {
+  std::vector<std::string> files;
+  const std::vector<CurvePoint> curves = aggregate_curves(sweep);
+  for (const TableRow& row : table_rows(sweep)) {
+    bool val = false, reward = false;
+    for (const CurvePoint& p : curves) {
+      if (p.data_label != row.data_label || p.model != row.model) continue;
+      val = val || p.metric == "val_accuracy";
+      reward = reward || (p.rule == "brainprop" &&
+                          (p.metric == "reward_rate" || p.metric == "exploration_rate"));
+    }
+    const std::string stem = file_safe(row.data_label) + "-" + file_safe(row.model);
+    for (const char* ext : {".png", ".svg"}) {
+      if (val) files.push_back(stem + "-val_accuracy" + ext);
+      if (reward) files.push_back(stem + "-brainprop_reward" + ext);
+    }
+  }
+  return files;
+}
+
+Sweep write_report(const std::string& sweep_dir, ReportFiles* files) {
+  Sweep sweep = aggregate(read_sweep(sweep_dir), sweep_dir);
+  ReportFiles out;
+  out.report_dir = (fs::path(sweep_dir) / "report").string();
+  std::error_code ec;
+  fs::create_directories(out.report_dir, ec);
+  BP_CHECK(!ec, out.report_dir << ": cannot create the report directory: " << ec.message());
+  out.table_md = (fs::path(out.report_dir) / "table.md").string();
+  out.table_csv = (fs::path(out.report_dir) / "table.csv").string();
+  out.curves_csv = (fs::path(out.report_dir) / "curves.csv").string();
+  write_file_atomic(out.table_md, markdown_report(sweep));
+  write_file_atomic(out.table_csv, table_csv(sweep));
+  write_file_atomic(out.curves_csv, curves_csv(aggregate_curves(sweep)));
+  if (files) *files = out;
+  return sweep;
+}
+
+// ---- figures -------------------------------------------------------------------------------
+
+std::string scripts_directory() {
+  if (const char* env = std::getenv("BRAINPROP_SCRIPTS"); env && *env) return env;
+  return BRAINPROP_SCRIPTS_DIR;
+}
+
+namespace {
+
+std::string shell_quote(const std::string& text) {
+  std::string out = "'";
+  for (char c : text) out += c == '\'' ? std::string("'\\''") : std::string(1, c);
+  return out + "'";
+}
+
+// The exit status of a shell command; -1 when it could not be run or did not exit normally.
+int run_shell(const std::string& command) {
+  std::fflush(stdout);
+  std::fflush(stderr);
+  const int status = std::system(command.c_str());
+  if (status == -1 || !WIFEXITED(status)) return -1;
+  return WEXITSTATUS(status);
+}
+
+}  // namespace
+
+PlotResult plot_figures(const std::string& report_dir) {
+  PlotResult result;
+  const std::string script = (fs::path(scripts_directory()) / "plot_report.py").string();
+  if (!is_file(script)) {
+    result.reason = "the plot script " + script +
+                    " is missing (set BRAINPROP_SCRIPTS to the directory holding plot_report.py)";
+    return result;
+  }
+  if (!std::system(nullptr)) {
+    result.reason = "no shell to run python3 from";
+    return result;
+  }
+  std::vector<std::string> candidates;
+  if (const char* env = std::getenv("BRAINPROP_PYTHON"); env && *env) {
+    candidates.push_back(env);
+  } else {
+    candidates.push_back("python3");
+    // Debian's python3-matplotlib is for the system Python, which a pyenv or venv python3
+    // earlier on the PATH does not see.
+    if (is_file("/usr/bin/python3")) candidates.push_back("/usr/bin/python3");
+  }
+  std::vector<std::string> tried;
+  for (const std::string& python : candidates) {
+    result.python = python;
+    const int rc = run_shell(shell_quote(python) + " -c 'import matplotlib' >/dev/null 2>&1");
+    if (rc == 0) {
+      const int plot_rc = run_shell(shell_quote(python) + " " + shell_quote(script) + " " +
+                                    shell_quote(report_dir));
+      if (plot_rc == 0) {
+        result.ok = true;
+      } else {
+        result.reason = python + " " + script + " failed (exit status " +
+                        std::to_string(plot_rc) + ")";
+      }
+      return result;
+    }
+    tried.push_back(python + ": " + (rc == 127 ? "not found" : "cannot import matplotlib"));
+  }
+  result.reason = "no Python with matplotlib (" + join(tried, "; ") +
+                  "); install it with `apt-get install python3-matplotlib` "
+                  "(scripts/install-deps.sh does) or point BRAINPROP_PYTHON at a Python that has it";
+  return result;
+}
+
+}  // namespace bp::report

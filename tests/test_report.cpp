@@ -1,0 +1,406 @@
+// `brainprop report`: finding run directories, grouping, mean (std) over seeds, the Markdown
+// and CSV texts, curves over runs of different lengths, errors on malformed files, and (when
+// python3 has matplotlib) the figures.
+#include <gtest/gtest.h>
+#include <unistd.h>
+
+#include <cmath>
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+#include <nlohmann/json.hpp>
+#include <sstream>
+
+#include "test_helpers.h"
+#include "train/report.h"
+
+namespace bp {
+namespace {
+
+namespace fs = std::filesystem;
+using report::Sweep;
+
+struct FakeRun {
+  std::string rel_dir, rule;
+  unsigned long long seed;
+  std::vector<double> val_curve;  // history.jsonl's val_accuracy per epoch, from epoch 1
+  bool finished;
+  int best_epoch;
+  double best_val, test;
+};
+
+// The fake sweep: BrainProp and EBP on one (data, model), 3 seeds each, EBP's runs one level
+// deeper; one unfinished BrainProp run; a run three levels deep that must not be found.
+//   BrainProp best epochs 10, 20, 30 -> 20 (10); val 0.90 0.92 0.94 -> 92.00 (2.00);
+//             test 0.89 0.91 0.93 -> 91.00 (2.00); curves of 3, 4 and 5 epochs.
+//   EBP       best epochs 5, 10, 15 -> 10 (5); val 0.95 0.96 0.97 -> 96.00 (1.00);
+//             test 0.94 0.95 0.96 -> 95.00 (1.00); curves of 2 epochs.
+//   ratio 20 / 10 = 2.00
+const std::vector<FakeRun>& fake_runs() {
+  static const std::vector<FakeRun> runs = {
+      {"fm-dense-brainprop-s1", "brainprop", 1, {0.1, 0.2, 0.3}, true, 10, 0.90, 0.89},
+      {"fm-dense-brainprop-s2", "brainprop", 2, {0.3, 0.4, 0.5, 0.6}, true, 20, 0.92, 0.91},
+      {"fm-dense-brainprop-s3", "brainprop", 3, {0.5, 0.6, 0.7, 0.8, 0.9}, true, 30, 0.94, 0.93},
+      {"ebp/fm-dense-ebp-s1", "ebp", 1, {0.5, 0.7}, true, 5, 0.95, 0.94},
+      {"ebp/fm-dense-ebp-s2", "ebp", 2, {0.6, 0.8}, true, 10, 0.96, 0.95},
+      {"ebp/fm-dense-ebp-s3", "ebp", 3, {0.7, 0.9}, true, 15, 0.97, 0.96},
+      {"fm-dense-brainprop-s4", "brainprop", 4, {0.2, 0.3}, false, 0, 0, 0},
+      {"too/deep/fm-dense-ebp-s9", "ebp", 9, {0.1}, true, 1, 0.1, 0.1},
+  };
+  return runs;
+}
+
+class ReportTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    const auto* info = ::testing::UnitTest::GetInstance()->current_test_info();
+    dir_ = fs::temp_directory_path() / ("bp_" + std::string(info->test_suite_name()) + "_" +
+                                        info->name() + "_" + std::to_string(::getpid()));
+    fs::remove_all(dir_);
+    fs::create_directories(dir_);
+    for (const FakeRun& r : fake_runs()) write_run(r, "fashion-mnist", "dense");
+  }
+  void TearDown() override { fs::remove_all(dir_); }
+
+  std::string sweep() const { return dir_.string(); }
+  std::string run_path(const std::string& rel) const { return (dir_ / rel).string(); }
+
+  void write_run(const FakeRun& r, const std::string& data, const std::string& model) const {
+    const fs::path d = dir_ / r.rel_dir;
+    fs::create_directories(d);
+    const nlohmann::json config = {{"data", data},      {"model", {{"name", model}}},
+                                   {"rule", r.rule},    {"seed", r.seed},
+                                   {"val", "test"},     {"lr", 0.1}};
+    std::ofstream(d / "config.json") << config.dump(2) << "\n";
+    std::ofstream history(d / "history.jsonl");
+    for (size_t e = 0; e < r.val_curve.size(); ++e) {
+      nlohmann::json line = {{"epoch", e + 1},
+                             {"val_accuracy", r.val_curve[e]},
+                             {"train_accuracy", r.val_curve[e]},
+                             {"train_loss", 1.0 - r.val_curve[e]}};
+      if (r.rule == "brainprop") {
+        line["reward_rate"] = r.val_curve[e] / 2;
+        line["exploration_rate"] = 0.02;
+      }
+      history << line.dump() << "\n";
+    }
+    if (r.finished) {
+      const nlohmann::json summary = {{"best_epoch", r.best_epoch},
+                                      {"best_val_accuracy", r.best_val},
+                                      {"epochs_run", r.best_epoch + 45},
+                                      {"stop_reason", "early_stopping"},
+                                      {"test_accuracy", r.test},
+                                      {"total_seconds", 1.5},
+                                      {"val_protocol", "test"}};
+      std::ofstream(d / "summary.json") << summary.dump(2) << "\n";
+    }
+  }
+
+  static std::string slurp(const fs::path& p) {
+    std::ifstream in(p);
+    std::stringstream ss;
+    ss << in.rdbuf();
+    return ss.str();
+  }
+
+  fs::path dir_;
+};
+
+class ReportDiscovery : public ReportTest {};
+class ReportAggregate : public ReportTest {};
+class ReportTable : public ReportTest {};
+class ReportCurves : public ReportTest {};
+class ReportErrors : public ReportTest {};
+class ReportFiles : public ReportTest {};
+class ReportFigures : public ReportTest {};
+
+// ---- statistics and formatting (no files) ----
+
+TEST(ReportStats, MeanAndSampleStandardDeviation) {
+  const report::MeanStd s = report::mean_std({10, 20, 30});
+  EXPECT_EQ(s.n, 3);
+  EXPECT_DOUBLE_EQ(s.mean, 20);
+  EXPECT_DOUBLE_EQ(s.std, 10);  // sqrt((100 + 0 + 100) / (3 - 1))
+  const report::MeanStd one = report::mean_std({0.5});
+  EXPECT_EQ(one.n, 1);
+  EXPECT_DOUBLE_EQ(one.mean, 0.5);
+  EXPECT_EQ(one.std, 0);  // one seed: 0, not NaN
+  EXPECT_EQ(report::mean_std({}).n, 0);
+}
+
+TEST(ReportStats, FormatsLikeThePapersTables) {
+  EXPECT_EQ(report::format_mean_std(51.2, 19.4, 0), "51 (19)");
+  EXPECT_EQ(report::format_mean_std(98.678, 0.0712, 2), "98.68 (0.07)");
+  EXPECT_EQ(report::format_mean_std(100, 0, 2), "100.00 (0.00)");
+}
+
+TEST(ReportStats, DataLabelsAreShortUniqueAndFileSafe) {
+  auto labels = report::data_labels({"fashion-mnist", "cifar10:/data/a/", "cifar10:/data/b",
+                                     "folder:/img/cifar10-jpeg", "mnist:/x y/mnist"});
+  EXPECT_EQ(labels["fashion-mnist"], "fashion-mnist");
+  EXPECT_EQ(labels["cifar10:/data/a/"], "cifar10-a");  // the prefix alone would be ambiguous
+  EXPECT_EQ(labels["cifar10:/data/b"], "cifar10-b");
+  EXPECT_EQ(labels["folder:/img/cifar10-jpeg"], "folder-cifar10-jpeg");
+  EXPECT_EQ(labels["mnist:/x y/mnist"], "mnist");
+  EXPECT_EQ(report::file_safe("a b/c:d+e.f"), "a_b_c_d+e.f");
+  EXPECT_EQ(report::csv_field("plain"), "plain");
+  EXPECT_EQ(report::csv_field("a,\"b\""), "\"a,\"\"b\"\"\"");
+}
+
+// ---- reading a sweep ----
+
+TEST_F(ReportDiscovery, FindsRunDirectoriesOneAndTwoLevelsDown) {
+  const std::vector<std::string> dirs = report::find_run_dirs(sweep());
+  const std::vector<std::string> expected = {
+      run_path("ebp/fm-dense-ebp-s1"),   run_path("ebp/fm-dense-ebp-s2"),
+      run_path("ebp/fm-dense-ebp-s3"),   run_path("fm-dense-brainprop-s1"),
+      run_path("fm-dense-brainprop-s2"), run_path("fm-dense-brainprop-s3"),
+      run_path("fm-dense-brainprop-s4")};
+  EXPECT_EQ(dirs, expected);  // too/deep/... is three levels down: not a run of this sweep
+}
+
+TEST_F(ReportDiscovery, InterruptedRunIsUnfinished) {
+  std::ofstream(dir_ / "fm-dense-brainprop-s3" / "summary.json")
+      << R"({"best_epoch": 2, "best_val_accuracy": 0.5, "epochs_run": 3,
+            "stop_reason": "interrupted", "test_accuracy": 0})";
+  const report::RunRecord run = report::read_run(run_path("fm-dense-brainprop-s3"));
+  EXPECT_FALSE(run.finished);
+  EXPECT_NE(run.unfinished_reason.find("interrupted"), std::string::npos);
+}
+
+TEST_F(ReportAggregate, GroupsByDataModelRuleAndLeavesUnfinishedRunsOut) {
+  const Sweep s = report::aggregate(report::read_sweep(sweep()), sweep());
+  ASSERT_EQ(s.groups.size(), 2u);
+  EXPECT_EQ(s.groups[0].rule, "brainprop");  // BrainProp before EBP
+  EXPECT_EQ(s.groups[1].rule, "ebp");
+  for (const report::Group& g : s.groups) {
+    EXPECT_EQ(g.data, "fashion-mnist");
+    EXPECT_EQ(g.data_label, "fashion-mnist");
+    EXPECT_EQ(g.model, "dense");
+    EXPECT_EQ(g.val, "test");
+    ASSERT_EQ(g.runs.size(), 3u);
+    for (size_t i = 0; i < 3; ++i) EXPECT_EQ(g.runs[i].seed, i + 1);  // sorted by seed
+  }
+  ASSERT_EQ(s.unfinished.size(), 1u);
+  EXPECT_EQ(s.unfinished[0].dir, run_path("fm-dense-brainprop-s4"));
+  EXPECT_EQ(s.unfinished[0].unfinished_reason, "no summary.json");
+  EXPECT_TRUE(s.warnings.empty());
+}
+
+TEST_F(ReportAggregate, MeanAndStdOverSeedsComputedByHand) {
+  const Sweep s = report::aggregate(report::read_sweep(sweep()), sweep());
+  const report::Group& bp = s.groups[0];
+  EXPECT_DOUBLE_EQ(bp.best_epoch.mean, 20);
+  EXPECT_DOUBLE_EQ(bp.best_epoch.std, 10);
+  EXPECT_NEAR(bp.best_val_accuracy.mean, 0.92, 1e-12);
+  EXPECT_NEAR(bp.best_val_accuracy.std, 0.02, 1e-12);
+  EXPECT_NEAR(bp.test_accuracy.mean, 0.91, 1e-12);
+  EXPECT_NEAR(bp.test_accuracy.std, 0.02, 1e-12);
+  const report::Group& ebp = s.groups[1];
+  EXPECT_DOUBLE_EQ(ebp.best_epoch.mean, 10);
+  EXPECT_DOUBLE_EQ(ebp.best_epoch.std, 5);
+  EXPECT_NEAR(ebp.best_val_accuracy.mean, 0.96, 1e-12);
+  EXPECT_NEAR(ebp.best_val_accuracy.std, 0.01, 1e-12);
+}
+
+TEST_F(ReportAggregate, DuplicateSeedsAreWarnedAbout) {
+  FakeRun dup = fake_runs()[0];
+  dup.rel_dir = "copy-of-s1";
+  write_run(dup, "fashion-mnist", "dense");
+  const Sweep s = report::aggregate(report::read_sweep(sweep()), sweep());
+  ASSERT_EQ(s.warnings.size(), 1u);
+  EXPECT_NE(s.warnings[0].find("seed 1 appears in 2 runs"), std::string::npos) << s.warnings[0];
+}
+
+// ---- the table ----
+
+TEST_F(ReportTable, MarkdownRowAndRatio) {
+  const Sweep s = report::aggregate(report::read_sweep(sweep()), sweep());
+  const std::vector<report::TableRow> rows = report::table_rows(s);
+  ASSERT_EQ(rows.size(), 1u);
+  ASSERT_TRUE(report::epoch_ratio(rows[0]).has_value());
+  EXPECT_DOUBLE_EQ(*report::epoch_ratio(rows[0]), 2.0);
+  EXPECT_EQ(report::markdown_row(rows[0]),
+            "| fashion-mnist | dense | 20 (10) | 92.00 (2.00) | 10 (5) | 96.00 (1.00) | 2.00 | "
+            "91.00 (2.00) | 95.00 (1.00) | 3 |");
+  const std::string md = report::markdown_report(s);
+  EXPECT_NE(md.find(report::markdown_header()), std::string::npos);
+  EXPECT_NE(md.find("--val test"), std::string::npos);  // says test acc coincides then
+  EXPECT_NE(md.find("Unfinished runs"), std::string::npos);
+  EXPECT_NE(md.find(run_path("fm-dense-brainprop-s4")), std::string::npos);
+}
+
+TEST_F(ReportTable, RowWithOneRuleOnlyAndUnequalSeedCounts) {
+  FakeRun only_bp = fake_runs()[0];
+  only_bp.rel_dir = "conv-bp";
+  write_run(only_bp, "fashion-mnist", "conv");
+  fs::remove(dir_ / "ebp" / "fm-dense-ebp-s3" / "summary.json");
+  const Sweep s = report::aggregate(report::read_sweep(sweep()), sweep());
+  const std::vector<report::TableRow> rows = report::table_rows(s);
+  ASSERT_EQ(rows.size(), 2u);
+  EXPECT_EQ(rows[0].model, "dense");  // the paper's net order: dense before conv
+  EXPECT_EQ(report::markdown_row(rows[0]),
+            "| fashion-mnist | dense | 20 (10) | 92.00 (2.00) | 8 (4) | 95.50 (0.71) | 2.67 | "
+            "91.00 (2.00) | 94.50 (0.71) | 3 / 2 |");
+  EXPECT_FALSE(report::epoch_ratio(rows[1]).has_value());
+  EXPECT_EQ(report::markdown_row(rows[1]),
+            "| fashion-mnist | conv | 10 (0) | 90.00 (0.00) | – | – | – | 89.00 (0.00) | – | 1 |");
+}
+
+TEST_F(ReportTable, CsvHasOneUnroundedRowPerRule) {
+  const Sweep s = report::aggregate(report::read_sweep(sweep()), sweep());
+  std::istringstream csv(report::table_csv(s));
+  std::vector<std::string> lines;
+  for (std::string line; std::getline(csv, line);) lines.push_back(line);
+  ASSERT_EQ(lines.size(), 3u);
+  EXPECT_EQ(lines[0],
+            "data,data_spec,model,rule,val,seeds,seed_list,best_epoch_mean,best_epoch_std,"
+            "best_val_accuracy_mean,best_val_accuracy_std,test_accuracy_mean,test_accuracy_std,"
+            "epochs_run_mean,epochs_run_std,epoch_ratio_brainprop_over_ebp");
+  EXPECT_EQ(lines[1].substr(0, lines[1].find(",0.9")),
+            "fashion-mnist,fashion-mnist,dense,brainprop,test,3,1;2;3,20,10");
+  EXPECT_EQ(lines[2].substr(0, lines[2].find(",0.9")),
+            "fashion-mnist,fashion-mnist,dense,ebp,test,3,1;2;3,10,5");
+  // Unrounded: the fields read back as the exact means.
+  std::vector<std::string> f;
+  std::stringstream row(lines[1]);
+  for (std::string field; std::getline(row, field, ',');) f.push_back(field);
+  ASSERT_EQ(f.size(), 16u);
+  EXPECT_EQ(std::stod(f[9]), s.groups[0].best_val_accuracy.mean);
+  EXPECT_EQ(std::stod(f[10]), s.groups[0].best_val_accuracy.std);
+  EXPECT_EQ(std::stod(f[11]), s.groups[0].test_accuracy.mean);
+  EXPECT_EQ(std::stod(f[13]), 65);  // epochs_run: best + 45
+  EXPECT_EQ(std::stod(f[15]), 2);   // the ratio, on both rows of the pair
+}
+
+// ---- curves ----
+
+TEST_F(ReportCurves, MeanAtEachEpochIsOverTheSeedsThatReachedIt) {
+  const Sweep s = report::aggregate(report::read_sweep(sweep()), sweep());
+  const std::vector<report::CurvePoint> curves = report::aggregate_curves(s);
+  std::map<int, report::MeanStd> bp_val;
+  int ebp_reward_points = 0, bp_reward_points = 0;
+  for (const report::CurvePoint& p : curves) {
+    if (p.rule == "brainprop" && p.metric == "val_accuracy") bp_val[p.epoch] = p.stats;
+    if (p.metric == "reward_rate") ++(p.rule == "ebp" ? ebp_reward_points : bp_reward_points);
+  }
+  // BrainProp runs of 3, 4 and 5 epochs (the unfinished run is left out).
+  ASSERT_EQ(bp_val.size(), 5u);
+  EXPECT_EQ(bp_val[1].n, 3);
+  EXPECT_NEAR(bp_val[1].mean, 0.3, 1e-12);  // (0.1 + 0.3 + 0.5) / 3
+  EXPECT_NEAR(bp_val[1].std, 0.2, 1e-12);
+  EXPECT_EQ(bp_val[3].n, 3);
+  EXPECT_EQ(bp_val[4].n, 2);
+  EXPECT_NEAR(bp_val[4].mean, 0.7, 1e-12);  // (0.6 + 0.8) / 2
+  EXPECT_NEAR(bp_val[4].std, std::sqrt(0.02), 1e-12);
+  EXPECT_EQ(bp_val[5].n, 1);
+  EXPECT_NEAR(bp_val[5].mean, 0.9, 1e-12);
+  EXPECT_EQ(bp_val[5].std, 0);
+  EXPECT_EQ(bp_reward_points, 5);
+  EXPECT_EQ(ebp_reward_points, 0);  // EBP histories have no reward rate
+
+  const std::string csv = report::curves_csv(curves);
+  EXPECT_EQ(csv.substr(0, csv.find('\n')), "data,model,rule,metric,epoch,mean,std,n");
+  EXPECT_NE(csv.find("\nfashion-mnist,dense,brainprop,val_accuracy,5,0.9,0,1\n"),
+            std::string::npos);
+  const std::string ebp_epoch2 = "\nfashion-mnist,dense,ebp,val_accuracy,2,";
+  const size_t at = csv.find(ebp_epoch2);
+  ASSERT_NE(at, std::string::npos) << csv;
+  std::stringstream fields(csv.substr(at + ebp_epoch2.size(), csv.find('\n', at + 1) - at));
+  double mean = 0, sd = 0;
+  char comma1 = 0, comma2 = 0;
+  int n = 0;
+  fields >> mean >> comma1 >> sd >> comma2 >> n;
+  EXPECT_DOUBLE_EQ(mean, report::mean_std({0.7, 0.8, 0.9}).mean);  // unrounded
+  EXPECT_NEAR(sd, 0.1, 1e-12);
+  EXPECT_EQ(n, 3);
+
+  const std::vector<std::string> figures = report::expected_figures(s);
+  const std::vector<std::string> expected = {
+      "fashion-mnist-dense-val_accuracy.png", "fashion-mnist-dense-brainprop_reward.png",
+      "fashion-mnist-dense-val_accuracy.svg", "fashion-mnist-dense-brainprop_reward.svg"};
+  EXPECT_EQ(figures, expected);
+}
+
+// ---- errors ----
+
+TEST_F(ReportErrors, MalformedSummaryNamesTheFileAndTheReason) {
+  const std::string path = run_path("fm-dense-brainprop-s2") + "/summary.json";
+  std::ofstream(path) << R"({"best_epoch": 3, "best_val_accuracy": "high"})";
+  test::expect_error([&] { report::read_sweep(sweep()); }, path);
+  test::expect_error([&] { report::read_sweep(sweep()); }, "\"best_val_accuracy\"");
+  std::ofstream(path) << "{not json";
+  test::expect_error([&] { report::read_sweep(sweep()); }, path + ": not valid JSON");
+  std::ofstream(path) << R"({"best_val_accuracy": 0.9, "test_accuracy": 0.9})";
+  test::expect_error([&] { report::read_sweep(sweep()); }, "best_epoch");
+}
+
+TEST_F(ReportErrors, MalformedHistoryLineNamesTheFileAndLine) {
+  const std::string path = run_path("ebp/fm-dense-ebp-s1") + "/history.jsonl";
+  std::ofstream(path, std::ios::app) << "{\"epoch\": 3, \"val_acc\n";
+  test::expect_error([&] { report::read_sweep(sweep()); }, path + " line 3: not valid JSON");
+  std::ofstream(path) << "{\"epoch\": 1, \"val_accuracy\": 0.5}\n{\"epoch\": 2}\n";
+  test::expect_error([&] { report::read_sweep(sweep()); },
+                     path + " line 2: no numeric \"val_accuracy\"");
+  std::ofstream(path) << "{\"epoch\": 2, \"val_accuracy\": 0.5}\n{\"epoch\": 1, \"val_accuracy\": 0.5}\n";
+  test::expect_error([&] { report::read_sweep(sweep()); }, "epoch 1 after epoch 2");
+}
+
+TEST_F(ReportErrors, MissingSweepDirectoryAndBadConfig) {
+  test::expect_error([&] { report::find_run_dirs(sweep() + "/nope"); },
+                     sweep() + "/nope: no such directory");
+  const std::string config = run_path("fm-dense-brainprop-s1") + "/config.json";
+  std::ofstream(config) << R"({"data": "fashion-mnist", "rule": "brainprop", "seed": 1})";
+  test::expect_error([&] { report::read_sweep(sweep()); },
+                     config + ": not a brainprop run configuration");
+}
+
+// ---- files ----
+
+TEST_F(ReportFiles, WriteReportWritesTheTablesAndCurves) {
+  report::ReportFiles files;
+  const Sweep s = report::write_report(sweep(), &files);
+  EXPECT_EQ(files.report_dir, (dir_ / "report").string());
+  const std::string md = slurp(files.table_md);
+  EXPECT_NE(md.find(report::markdown_row(report::table_rows(s)[0])), std::string::npos);
+  EXPECT_EQ(slurp(files.table_csv), report::table_csv(s));
+  EXPECT_EQ(slurp(files.curves_csv), report::curves_csv(report::aggregate_curves(s)));
+  // The report directory itself is not mistaken for a run on the next report.
+  EXPECT_EQ(report::find_run_dirs(sweep()).size(), 7u);
+}
+
+// ---- figures ----
+
+TEST_F(ReportFigures, MissingPythonIsAReasonNotAnError) {
+  report::write_report(sweep());
+  ::setenv("BRAINPROP_PYTHON", "/nonexistent/python3", 1);
+  const report::PlotResult r = report::plot_figures((dir_ / "report").string());
+  ::unsetenv("BRAINPROP_PYTHON");
+  EXPECT_FALSE(r.ok);
+  EXPECT_NE(r.reason.find("no Python with matplotlib"), std::string::npos) << r.reason;
+  EXPECT_NE(r.reason.find("/nonexistent/python3: not found"), std::string::npos) << r.reason;
+}
+
+TEST_F(ReportFigures, PlotScriptWritesPngAndSvg) {
+  if (std::system("python3 -c 'import matplotlib' >/dev/null 2>&1") != 0 &&
+      std::system("/usr/bin/python3 -c 'import matplotlib' >/dev/null 2>&1") != 0)
+    GTEST_SKIP() << "neither python3 nor /usr/bin/python3 can import matplotlib "
+                    "(apt-get install python3-matplotlib)";
+  const Sweep s = report::write_report(sweep());
+  const std::string report_dir = (dir_ / "report").string();
+  const report::PlotResult r = report::plot_figures(report_dir);
+  ASSERT_TRUE(r.ok) << r.reason;
+  for (const std::string& name : report::expected_figures(s)) {
+    SCOPED_TRACE(name);
+    const fs::path p = fs::path(report_dir) / name;
+    ASSERT_TRUE(fs::exists(p));
+    EXPECT_GT(fs::file_size(p), 1000u);
+  }
+  const std::string png = slurp(fs::path(report_dir) / "fashion-mnist-dense-val_accuracy.png");
+  EXPECT_EQ(png.substr(1, 3), "PNG");
+  const std::string svg = slurp(fs::path(report_dir) / "fashion-mnist-dense-val_accuracy.svg");
+  EXPECT_NE(svg.find("<svg"), std::string::npos);
+}
+
+}  // namespace
+}  // namespace bp
