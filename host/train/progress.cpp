@@ -26,9 +26,10 @@ void ProgressBar::update(int64_t batch_done, int64_t images) {
   const int filled = static_cast<int>(width * batch_done / (batches_ > 0 ? batches_ : 1));
   std::string bar(static_cast<size_t>(filled), '#');
   bar.resize(width, '.');
-  std::fprintf(stderr, "\repoch %d/%d [%s] %lld/%lld  %.0f img/s ", epoch_, max_epochs_, bar.c_str(),
-               static_cast<long long>(batch_done), static_cast<long long>(batches_),
-               seconds > 0 ? double(images) / seconds : 0.0);
+  const double eta = batch_done > 0 ? seconds * double(batches_ - batch_done) / double(batch_done) : 0.0;
+  std::fprintf(stderr, "\repoch %d/%d [%s] %lld/%lld  %.0f img/s  eta %.0fs ", epoch_, max_epochs_,
+               bar.c_str(), static_cast<long long>(batch_done), static_cast<long long>(batches_),
+               seconds > 0 ? double(images) / seconds : 0.0, eta);
   std::fflush(stderr);
 }
 
