@@ -9,8 +9,10 @@
 
 #include <cmath>
 #include <random>
+#include <string>
 #include <vector>
 
+#include "gradient_check.h"
 #include "model/net.h"
 #include "math/heads.h"
 
@@ -54,20 +56,6 @@ struct Fixture {
   }
 };
 
-std::vector<std::vector<double>> snapshot(Net& net) {
-  std::vector<std::vector<double>> out;
-  for (const NamedParam& p : net.params())
-    out.emplace_back(p.tensor->data<double>(), p.tensor->data<double>() + p.tensor->numel());
-  return out;
-}
-
-double l2_penalty(Net& net, double l2) {
-  double sum = 0;
-  for (const NamedParam& p : net.params())
-    for (int64_t i = 0; i < p.tensor->numel(); ++i) sum += p.tensor->data<double>()[i] * p.tensor->data<double>()[i];
-  return l2 * sum;
-}
-
 // BrainProp's loss with the actions held fixed: mean of 0.5 (r - a[s])^2, plus L2.
 double brainprop_loss(Net& net, Fixture& f, const std::vector<int32_t>& actions, double l2) {
   const Tensor logits = net.forward(f.x, true);
@@ -77,7 +65,7 @@ double brainprop_loss(Net& net, Fixture& f, const std::vector<int32_t>& actions,
     const double r = actions[b] == f.y[b] ? 1.0 : 0.0;
     loss += 0.5 * (r - a[b * kClasses + actions[b]]) * (r - a[b * kClasses + actions[b]]);
   }
-  return loss / kBatch + l2_penalty(net, l2);
+  return loss / kBatch + test::l2_penalty(net, [l2](const std::string&) { return l2; });
 }
 
 double ebp_loss(Net& net, Fixture& f, double l2) {
@@ -86,35 +74,13 @@ double ebp_loss(Net& net, Fixture& f, double l2) {
   double loss = 0;
   for (int b = 0; b < kBatch; ++b)
     loss += softmax_xent_row(logits.data<double>() + b * kClasses, kClasses, f.y[b], grad.data());
-  return loss / kBatch + l2_penalty(net, l2);
+  return loss / kBatch + test::l2_penalty(net, [l2](const std::string&) { return l2; });
 }
 
-// Central differences of `loss` for every parameter element, compared with (W_before -
-// W_after) / lr of one update step. Relative tolerance 1e-6 on float64 with h = 1e-6.
-void expect_update_is_gradient(Net& trained, Net& probe, const std::vector<std::vector<double>>& before,
-                               double lr, const std::function<double()>& loss) {
-  const auto after = snapshot(trained);
-  auto probe_params = probe.params();
-  const double h = 1e-6;
-  int checked = 0;
-  for (size_t p = 0; p < before.size(); ++p) {
-    double* w = probe_params[p].tensor->data<double>();
-    for (size_t i = 0; i < before[p].size(); ++i) {
-      const double saved = w[i];
-      w[i] = saved + h;
-      const double up = loss();
-      w[i] = saved - h;
-      const double down = loss();
-      w[i] = saved;
-      const double numeric = (up - down) / (2 * h);
-      const double analytic = (before[p][i] - after[p][i]) / lr;
-      EXPECT_NEAR(analytic, numeric, 1e-6 * std::max(1.0, std::abs(numeric)))
-          << probe_params[p].name << "[" << i << "]";
-      ++checked;
-    }
-  }
-  EXPECT_GE(checked, 97);  // 6*7 + 7*5 + 5*4 weights at least
-}
+// The gradient checks compare central differences of the loss for every parameter element with
+// (W_before - W_after) / lr of one update step (test::expect_update_is_gradient: relative
+// tolerance 1e-6 on float64 with h = 1e-6), over the 6*7 + 7*5 + 5*4 = 97 weights at least.
+constexpr int kMinChecked = 97;
 
 class BrainPropGradient : public ::testing::TestWithParam<std::tuple<bool, double>> {};
 
@@ -123,15 +89,16 @@ TEST_P(BrainPropGradient, UpdateEqualsFiniteDifferenceGradientOfItsLoss) {
   Fixture f(11);
   auto net = f.net(small_spec(bias, l2));
   auto probe = f.net(small_spec(bias, l2));
-  const auto before = snapshot(*net);
+  const auto before = test::snapshot(*net);
   const Tensor logits = net->forward(f.x, true);
   // epsilon 0.5 so the batch mixes greedy and exploratory actions.
   f.be->brainprop_head(logits, f.labels, {0.5f, 3, 0}, f.action, f.err, f.stats);
   const std::vector<int32_t> actions(f.action.data<int32_t>(), f.action.data<int32_t>() + kBatch);
   const double lr = 0.5;
   net->backward_selected(f.action, f.err, {lr, kBatch});
-  expect_update_is_gradient(*net, *probe, before, lr,
-                            [&] { return brainprop_loss(*probe, f, actions, l2); });
+  EXPECT_GE(test::expect_update_is_gradient(*net, *probe, before, lr,
+                                            [&] { return brainprop_loss(*probe, f, actions, l2); }, 1e-6),
+            kMinChecked);
 }
 
 TEST_P(BrainPropGradient, EbpUpdateEqualsFiniteDifferenceGradientOfCrossEntropy) {
@@ -139,12 +106,14 @@ TEST_P(BrainPropGradient, EbpUpdateEqualsFiniteDifferenceGradientOfCrossEntropy)
   Fixture f(12);
   auto net = f.net(small_spec(bias, l2));
   auto probe = f.net(small_spec(bias, l2));
-  const auto before = snapshot(*net);
+  const auto before = test::snapshot(*net);
   Tensor grad = f.be->empty({kBatch, kClasses}, DType::F64);
   f.be->softmax_xent_head(net->forward(f.x, true), f.labels, grad, f.stats);
   const double lr = 0.5;
   net->backward(grad, {lr, kBatch});
-  expect_update_is_gradient(*net, *probe, before, lr, [&] { return ebp_loss(*probe, f, l2); });
+  EXPECT_GE(test::expect_update_is_gradient(*net, *probe, before, lr,
+                                            [&] { return ebp_loss(*probe, f, l2); }, 1e-6),
+            kMinChecked);
 }
 
 INSTANTIATE_TEST_SUITE_P(BiasAndL2, BrainPropGradient,
@@ -229,7 +198,7 @@ TEST(BrainPropRule, UpdateEqualsEbpUpdateRestrictedToTheSelectedUnit) {
     grad.data<double>()[b * kClasses + f.action.data<int32_t>()[b]] = f.err.data<double>()[b];
   sparse->backward_selected(f.action, f.err, {0.3, kBatch});
   dense->backward(grad, {0.3, kBatch});
-  const auto a = snapshot(*sparse), b = snapshot(*dense);
+  const auto a = test::snapshot(*sparse), b = test::snapshot(*dense);
   for (size_t p = 0; p < a.size(); ++p)
     for (size_t i = 0; i < a[p].size(); ++i) EXPECT_NEAR(a[p][i], b[p][i], 1e-14);
 }

@@ -1,28 +1,19 @@
 // The command-line parser: --name value, --name=value, flags, positionals and the errors.
 #include <gtest/gtest.h>
 
-#include <functional>
 #include <set>
 #include <string>
 #include <vector>
 
 #include "cli/args.h"
 #include "core/error.h"
+#include "test_helpers.h"
 
 namespace {
 
 using bp::cli::Args;
 
-// Runs `body` and checks it throws bp::Error whose message contains `needle`.
-::testing::AssertionResult throws_with(const std::function<void()>& body, const std::string& needle) {
-  try {
-    body();
-  } catch (const bp::Error& e) {
-    if (std::string(e.what()).find(needle) != std::string::npos) return ::testing::AssertionSuccess();
-    return ::testing::AssertionFailure() << "message \"" << e.what() << "\" lacks \"" << needle << "\"";
-  }
-  return ::testing::AssertionFailure() << "no bp::Error thrown (wanted one containing \"" << needle << "\")";
-}
+using bp::test::expect_error;
 
 const std::set<std::string> kValues = {"lr", "epochs", "seed", "model"};
 const std::set<std::string> kFlags = {"verbose", "resume"};
@@ -88,45 +79,45 @@ TEST(CliArgs, FallbacksWhenAbsent) {
 
 TEST(CliArgs, UnknownOptionListsKnownOptions) {
   const auto body = [] { parse({"--lrate", "0.1"}); };
-  EXPECT_TRUE(throws_with(body, "unknown option --lrate"));
+  expect_error(body, "unknown option --lrate");
   for (const char* known : {"--lr", "--epochs", "--seed", "--model", "--verbose", "--resume"})
-    EXPECT_TRUE(throws_with(body, known));
+    expect_error(body, known);
 }
 
 TEST(CliArgs, FlagWithInlineValueIsRejected) {
-  EXPECT_TRUE(throws_with([] { parse({"--verbose=1"}); }, "--verbose"));
+  expect_error([] { parse({"--verbose=1"}); }, "--verbose");
 }
 
 TEST(CliArgs, MissingValue) {
-  EXPECT_TRUE(throws_with([] { parse({"--model"}); }, "option --model needs a value"));
-  EXPECT_TRUE(throws_with([] { parse({"train", "--epochs"}); }, "option --epochs needs a value"));
+  expect_error([] { parse({"--model"}); }, "option --model needs a value");
+  expect_error([] { parse({"train", "--epochs"}); }, "option --epochs needs a value");
 }
 
 TEST(CliArgs, GetIntRejectsTrailingGarbage) {
   const Args a = parse({"--epochs", "12x", "--seed", ""});
-  EXPECT_TRUE(throws_with([&] { a.get_int("epochs", 0); }, "--epochs expects an integer, got \"12x\""));
-  EXPECT_TRUE(throws_with([&] { a.get_int64("epochs", 0); }, "expects an integer"));
-  EXPECT_TRUE(throws_with([&] { a.get_int64("seed", 0); }, "expects an integer"));
+  expect_error([&] { a.get_int("epochs", 0); }, "--epochs expects an integer, got \"12x\"");
+  expect_error([&] { a.get_int64("epochs", 0); }, "expects an integer");
+  expect_error([&] { a.get_int64("seed", 0); }, "expects an integer");
 }
 
 TEST(CliArgs, GetIntRange) {
   EXPECT_EQ(parse({"--epochs", "-3"}).get_int("epochs", 0), -3);
   EXPECT_EQ(parse({"--epochs", "2147483647"}).get_int("epochs", 0), 2147483647);
-  EXPECT_TRUE(throws_with([] { parse({"--epochs", "2147483648"}).get_int("epochs", 0); }, "out of range"));
+  expect_error([] { parse({"--epochs", "2147483648"}).get_int("epochs", 0); }, "out of range");
   EXPECT_EQ(parse({"--seed", "9223372036854775807"}).get_int64("seed", 0), 9223372036854775807LL);
   // strtoll clamps; the parser must not silently accept the clamped value.
-  EXPECT_TRUE(throws_with([] { parse({"--seed", "99999999999999999999"}).get_int64("seed", 0); },
-                          "out of range"));
+  expect_error([] { parse({"--seed", "99999999999999999999"}).get_int64("seed", 0); },
+               "out of range");
 }
 
 TEST(CliArgs, GetDouble) {
   EXPECT_DOUBLE_EQ(parse({"--lr=1e-3"}).get_double("lr", 0), 1e-3);
   EXPECT_DOUBLE_EQ(parse({"--lr", "-2.5"}).get_double("lr", 0), -2.5);
   EXPECT_DOUBLE_EQ(parse({"--lr", "3"}).get_double("lr", 0), 3.0);
-  EXPECT_TRUE(throws_with([] { parse({"--lr", "0.1.2"}).get_double("lr", 0); },
-                          "--lr expects a number, got \"0.1.2\""));
-  EXPECT_TRUE(throws_with([] { parse({"--lr", "abc"}).get_double("lr", 0); }, "expects a number"));
-  EXPECT_TRUE(throws_with([] { parse({"--lr="}).get_double("lr", 0); }, "expects a number"));
+  expect_error([] { parse({"--lr", "0.1.2"}).get_double("lr", 0); },
+               "--lr expects a number, got \"0.1.2\"");
+  expect_error([] { parse({"--lr", "abc"}).get_double("lr", 0); }, "expects a number");
+  expect_error([] { parse({"--lr="}).get_double("lr", 0); }, "expects a number");
 }
 
 }  // namespace

@@ -4,34 +4,23 @@
 #include <zlib.h>
 
 #include <algorithm>
-#include <atomic>
-#include <chrono>
 #include <cstdint>
 #include <filesystem>
 #include <fstream>
-#include <functional>
 #include <string>
 #include <vector>
 
 #include "core/error.h"
 #include "data/dataset.h"
 #include "data/idx.h"
+#include "test_helpers.h"
 
 namespace {
 
 namespace fs = std::filesystem;
 using Bytes = std::vector<uint8_t>;
 
-// Runs `body` and checks it throws bp::Error whose message contains `needle`.
-::testing::AssertionResult throws_with(const std::function<void()>& body, const std::string& needle) {
-  try {
-    body();
-  } catch (const bp::Error& e) {
-    if (std::string(e.what()).find(needle) != std::string::npos) return ::testing::AssertionSuccess();
-    return ::testing::AssertionFailure() << "message \"" << e.what() << "\" lacks \"" << needle << "\"";
-  }
-  return ::testing::AssertionFailure() << "no bp::Error thrown (wanted one containing \"" << needle << "\")";
-}
+using bp::test::expect_error;
 
 // An unsigned-byte IDX file image: magic 0 0 0x08 ndims, big-endian dims, then the data.
 Bytes idx_bytes(const std::vector<uint32_t>& dims, const Bytes& data, uint8_t type = 0x08) {
@@ -67,18 +56,6 @@ void write_gzip(const fs::path& path, const Bytes& bytes) {
 // A fresh directory under the system temp dir, removed when the test ends.
 class IdxTest : public ::testing::Test {
  protected:
-  void SetUp() override {
-    static std::atomic<int> counter{0};
-    const auto stamp = std::chrono::steady_clock::now().time_since_epoch().count();
-    dir_ = fs::temp_directory_path() /
-           ("bp_idx_test_" + std::to_string(stamp) + "_" + std::to_string(counter++));
-    fs::create_directories(dir_);
-  }
-  void TearDown() override {
-    std::error_code ec;
-    fs::remove_all(dir_, ec);
-  }
-
   fs::path file(const std::string& name) const { return dir_ / name; }
 
   // An MNIST-style directory: n_train / n_test images of h x w, labels i % 10.
@@ -96,7 +73,8 @@ class IdxTest : public ::testing::Test {
   }
   std::string spec(const std::string& prefix) const { return prefix + ":" + dir_.string(); }
 
-  fs::path dir_;
+  const bp::test::TempDir tmp_{"bp_idx_test"};
+  const fs::path dir_ = tmp_.path();
 };
 
 using DatasetTest = IdxTest;
@@ -130,62 +108,62 @@ TEST_F(IdxTest, TruncatedPayloadFails) {
   Bytes bytes = idx_bytes({10, 28, 28}, iota_bytes(1000));
   write_gzip(file("short.gz"), bytes);
   const std::string path = file("short.gz").string();
-  EXPECT_TRUE(throws_with([&] { bp::read_idx(path); }, path + ": truncated: header says 7840 bytes"));
-  EXPECT_TRUE(throws_with([&] { bp::read_idx(path); }, "file holds 1000"));
+  expect_error([&] { bp::read_idx(path); }, path + ": truncated: header says 7840 bytes");
+  expect_error([&] { bp::read_idx(path); }, "file holds 1000");
 }
 
 TEST_F(IdxTest, TruncatedHeaderFails) {
   Bytes bytes = idx_bytes({10, 28, 28}, {});
   bytes.resize(9);  // magic plus one and a quarter dimensions
   write_plain(file("hdr"), bytes);
-  EXPECT_TRUE(throws_with([&] { bp::read_idx(file("hdr").string()); }, "truncated header"));
+  expect_error([&] { bp::read_idx(file("hdr").string()); }, "truncated header");
   write_plain(file("tiny"), {0, 0});
-  EXPECT_TRUE(throws_with([&] { bp::read_idx(file("tiny").string()); }, "truncated header"));
+  expect_error([&] { bp::read_idx(file("tiny").string()); }, "truncated header");
   write_plain(file("empty"), {});
-  EXPECT_TRUE(throws_with([&] { bp::read_idx(file("empty").string()); }, file("empty").string()));
+  expect_error([&] { bp::read_idx(file("empty").string()); }, file("empty").string());
 }
 
 TEST_F(IdxTest, WrongMagicFails) {
   Bytes bytes = idx_bytes({4}, iota_bytes(4));
   bytes[1] = 3;
   write_plain(file("magic"), bytes);
-  EXPECT_TRUE(throws_with([&] { bp::read_idx(file("magic").string()); }, "bad magic"));
+  expect_error([&] { bp::read_idx(file("magic").string()); }, "bad magic");
 }
 
 TEST_F(IdxTest, BadTypeCodeFails) {
   write_gzip(file("float.gz"), idx_bytes({4}, iota_bytes(16), 0x0D));
-  EXPECT_TRUE(throws_with([&] { bp::read_idx(file("float.gz").string()); }, "type code 0xd"));
+  expect_error([&] { bp::read_idx(file("float.gz").string()); }, "type code 0xd");
 }
 
 TEST_F(IdxTest, BadDimensionCountFails) {
   write_plain(file("zero"), idx_bytes({}, {}));
-  EXPECT_TRUE(throws_with([&] { bp::read_idx(file("zero").string()); }, "dimension count 0"));
+  expect_error([&] { bp::read_idx(file("zero").string()); }, "dimension count 0");
   write_plain(file("five"), idx_bytes({1, 1, 1, 1, 1}, {7}));
-  EXPECT_TRUE(throws_with([&] { bp::read_idx(file("five").string()); }, "dimension count 5"));
+  expect_error([&] { bp::read_idx(file("five").string()); }, "dimension count 5");
 }
 
 TEST_F(IdxTest, AbsurdSizeFails) {
   write_plain(file("huge"), idx_bytes({0xffffffffu, 0xffffffffu, 0xffffffffu}, {}));
-  EXPECT_TRUE(throws_with([&] { bp::read_idx(file("huge").string()); }, "implausibly large"));
+  expect_error([&] { bp::read_idx(file("huge").string()); }, "implausibly large");
 }
 
 TEST_F(IdxTest, TrailingGarbageFails) {
   Bytes bytes = idx_bytes({2, 2}, iota_bytes(4));
   bytes.push_back(0);
   write_plain(file("extra"), bytes);
-  EXPECT_TRUE(throws_with([&] { bp::read_idx(file("extra").string()); }, "trailing garbage"));
+  expect_error([&] { bp::read_idx(file("extra").string()); }, "trailing garbage");
 }
 
 TEST_F(IdxTest, CorruptGzipFails) {
   write_gzip(file("cut.gz"), idx_bytes({64, 64}, iota_bytes(64 * 64)));
   const auto size = fs::file_size(file("cut.gz"));
   fs::resize_file(file("cut.gz"), size - 12);  // lose the trailer and some of the stream
-  EXPECT_TRUE(throws_with([&] { bp::read_idx(file("cut.gz").string()); }, file("cut.gz").string()));
+  expect_error([&] { bp::read_idx(file("cut.gz").string()); }, file("cut.gz").string());
 }
 
 TEST_F(IdxTest, MissingFileNamesPath) {
   const std::string path = file("nope").string();
-  EXPECT_TRUE(throws_with([&] { bp::read_idx(path); }, path));
+  expect_error([&] { bp::read_idx(path); }, path);
 }
 
 // ---- load_dataset ------------------------------------------------------------------------
@@ -219,41 +197,41 @@ TEST_F(DatasetTest, AcceptsPlainAndDottedFileNames) {
 TEST_F(DatasetTest, CountMismatchNamesBothFiles) {
   write_mnist_dir(6, 4);
   write_gzip(file("train-labels-idx1-ubyte.gz"), idx_bytes({5}, Bytes(5, 1)));
-  EXPECT_TRUE(throws_with([&] { bp::load_dataset(spec("mnist")); }, "image/label count mismatch"));
-  EXPECT_TRUE(throws_with([&] { bp::load_dataset(spec("mnist")); },
-                          file("train-images-idx3-ubyte.gz").string()));
-  EXPECT_TRUE(throws_with([&] { bp::load_dataset(spec("mnist")); },
-                          file("train-labels-idx1-ubyte.gz").string()));
+  expect_error([&] { bp::load_dataset(spec("mnist")); }, "image/label count mismatch");
+  expect_error([&] { bp::load_dataset(spec("mnist")); },
+               file("train-images-idx3-ubyte.gz").string());
+  expect_error([&] { bp::load_dataset(spec("mnist")); },
+               file("train-labels-idx1-ubyte.gz").string());
 }
 
 TEST_F(DatasetTest, LabelOutOfRangeFails) {
   write_mnist_dir(3, 2);
   write_gzip(file("t10k-labels-idx1-ubyte.gz"), idx_bytes({2}, {3, 10}));
-  EXPECT_TRUE(throws_with([&] { bp::load_dataset(spec("mnist")); }, "label 10 at index 1"));
+  expect_error([&] { bp::load_dataset(spec("mnist")); }, "label 10 at index 1");
 }
 
 TEST_F(DatasetTest, ImagesMustBeThreeDimensional) {
   write_mnist_dir(3, 2);
   write_gzip(file("train-images-idx3-ubyte.gz"), idx_bytes({3, 4}, iota_bytes(12)));
-  EXPECT_TRUE(throws_with([&] { bp::load_dataset(spec("mnist")); }, "expected 3-D images"));
+  expect_error([&] { bp::load_dataset(spec("mnist")); }, "expected 3-D images");
 }
 
 TEST_F(DatasetTest, MissingFileNamesPath) {
   write_mnist_dir(3, 2);
   fs::remove(file("t10k-labels-idx1-ubyte.gz"));
-  EXPECT_TRUE(throws_with([&] { bp::load_dataset(spec("mnist")); },
-                          file("t10k-labels-idx1-ubyte").string()));
+  expect_error([&] { bp::load_dataset(spec("mnist")); },
+               file("t10k-labels-idx1-ubyte").string());
 }
 
 TEST_F(DatasetTest, MissingDirectoryNamesPath) {
   const std::string missing = file("absent").string();
-  EXPECT_TRUE(throws_with([&] { bp::load_dataset("fashion-mnist:" + missing); }, missing));
+  expect_error([&] { bp::load_dataset("fashion-mnist:" + missing); }, missing);
 }
 
 TEST_F(DatasetTest, UnknownSpecListsKnownForms) {
-  EXPECT_TRUE(throws_with([] { bp::load_dataset("svhn:/data"); }, "unknown data set spec 'svhn:/data'"));
-  EXPECT_TRUE(throws_with([] { bp::load_dataset("svhn:/data"); }, "fashion-mnist[:DIR]"));
-  EXPECT_TRUE(throws_with([] { bp::load_dataset("mnist"); }, "needs a directory"));
+  expect_error([] { bp::load_dataset("svhn:/data"); }, "unknown data set spec 'svhn:/data'");
+  expect_error([] { bp::load_dataset("svhn:/data"); }, "fashion-mnist[:DIR]");
+  expect_error([] { bp::load_dataset("mnist"); }, "needs a directory");
   const std::vector<std::string> forms = bp::dataset_spec_forms();
   EXPECT_NE(std::find(forms.begin(), forms.end(), "mnist:DIR"), forms.end());
 }

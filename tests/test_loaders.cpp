@@ -3,13 +3,11 @@
 // records by hand, JPEGs encoded here with TurboJPEG.
 #include <gtest/gtest.h>
 
-#include <atomic>
 #include <chrono>
 #include <cstdint>
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
-#include <functional>
 #include <memory>
 #include <string>
 #include <vector>
@@ -18,6 +16,7 @@
 #include "data/dataset.h"
 #include "data/image_cache.h"
 #include "data/jpeg_decode.h"
+#include "test_helpers.h"
 
 #if BRAINPROP_HAVE_TURBOJPEG
 #include <turbojpeg.h>
@@ -28,15 +27,7 @@ namespace {
 namespace fs = std::filesystem;
 using Bytes = std::vector<uint8_t>;
 
-::testing::AssertionResult throws_with(const std::function<void()>& body, const std::string& needle) {
-  try {
-    body();
-  } catch (const bp::Error& e) {
-    if (std::string(e.what()).find(needle) != std::string::npos) return ::testing::AssertionSuccess();
-    return ::testing::AssertionFailure() << "message \"" << e.what() << "\" lacks \"" << needle << "\"";
-  }
-  return ::testing::AssertionFailure() << "no bp::Error thrown (wanted one containing \"" << needle << "\")";
-}
+using bp::test::expect_error;
 
 void write_bytes(const fs::path& path, const Bytes& bytes) {
   fs::create_directories(path.parent_path());
@@ -82,18 +73,9 @@ class ScopedEnv {
 class LoaderTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    static std::atomic<int> counter{0};
-    const auto stamp = std::chrono::steady_clock::now().time_since_epoch().count();
-    dir_ = fs::temp_directory_path() /
-           ("bp_loader_test_" + std::to_string(stamp) + "_" + std::to_string(counter++));
-    fs::create_directories(dir_);
     cache_env_ = std::make_unique<ScopedEnv>("BRAINPROP_CACHE_DIR", (dir_ / "cache").c_str());
   }
-  void TearDown() override {
-    cache_env_.reset();
-    std::error_code ec;
-    fs::remove_all(dir_, ec);
-  }
+  void TearDown() override { cache_env_.reset(); }
 
   // The single cache file the loads so far have written.
   fs::path cache_file() const {
@@ -106,7 +88,8 @@ class LoaderTest : public ::testing::Test {
     return found.empty() ? fs::path() : found.front();
   }
 
-  fs::path dir_;
+  const bp::test::TempDir tmp_{"bp_loader_test"};
+  const fs::path dir_ = tmp_.path();
   std::unique_ptr<ScopedEnv> cache_env_;
 };
 
@@ -195,7 +178,7 @@ TEST_F(CifarTest, Cifar10ParentDirAndMetaNames) {
   EXPECT_EQ(data.class_names[0], "a0");
   EXPECT_EQ(data.class_names[9], "a9");
   write_text(bin / "batches.meta.txt", "a0\na1\n");
-  EXPECT_TRUE(throws_with([&] { bp::load_dataset("cifar10:" + dir_.string()); }, "lists 2 class names"));
+  expect_error([&] { bp::load_dataset("cifar10:" + dir_.string()); }, "lists 2 class names");
 }
 
 TEST_F(CifarTest, Cifar100FineByDefaultCoarseOnRequest) {
@@ -225,28 +208,27 @@ TEST_F(CifarTest, Cifar100FineByDefaultCoarseOnRequest) {
 TEST_F(CifarTest, TruncatedFileNamesIt) {
   const fs::path bin = write_cifar10();
   fs::resize_file(bin / "test_batch.bin", 3 * 3073 - 100);
-  EXPECT_TRUE(throws_with(
+  expect_error(
       [&] { bp::load_dataset("cifar10:" + bin.string()); },
-      (bin / "test_batch.bin").string() + ": size 9119 bytes is not a positive multiple of the 3073-byte"));
+      (bin / "test_batch.bin").string() + ": size 9119 bytes is not a positive multiple of the 3073-byte");
 }
 
 TEST_F(CifarTest, LabelOutOfRangeNamesFileAndRecord) {
   const fs::path bin = write_cifar10();
   write_bytes(bin / "data_batch_4.bin", records({{1}, {10}}, 0));
-  EXPECT_TRUE(throws_with([&] { bp::load_dataset("cifar10:" + bin.string()); },
-                          (bin / "data_batch_4.bin").string() + ": record 1: label 10 is outside [0, 10)"));
+  expect_error([&] { bp::load_dataset("cifar10:" + bin.string()); },
+               (bin / "data_batch_4.bin").string() + ": record 1: label 10 is outside [0, 10)");
   const fs::path bin100 = write_cifar100();
   write_bytes(bin100 / "test.bin", records({{20, 5}}, 0));
-  EXPECT_TRUE(throws_with([&] { bp::load_dataset("cifar100:" + bin100.string()); }, "coarse label 20"));
+  expect_error([&] { bp::load_dataset("cifar100:" + bin100.string()); }, "coarse label 20");
 }
 
 TEST_F(CifarTest, MissingFilesNamed) {
   const fs::path bin = write_cifar10();
   fs::remove(bin / "data_batch_3.bin");
-  EXPECT_TRUE(throws_with([&] { bp::load_dataset("cifar10:" + bin.string()); },
-                          (bin / "data_batch_3.bin").string() + ": missing file"));
-  EXPECT_TRUE(
-      throws_with([&] { bp::load_dataset("cifar100:" + dir_.string()); }, (dir_ / "test.bin").string()));
+  expect_error([&] { bp::load_dataset("cifar10:" + bin.string()); },
+               (bin / "data_batch_3.bin").string() + ": missing file");
+  expect_error([&] { bp::load_dataset("cifar100:" + dir_.string()); }, (dir_ / "test.bin").string());
 }
 
 TEST_F(CifarTest, LimitsKeepTheFirstImages) {
@@ -370,7 +352,7 @@ TEST_F(TinyImageNetTest, CorruptJpegNamesFile) {
   const fs::path root = write_tree();
   const fs::path bad = root / "val" / "images" / "val_1.JPEG";
   write_bytes(bad, Bytes{'n', 'o', 't', ' ', 'a', ' ', 'J', 'P', 'E', 'G', 0, 1, 2, 3});
-  EXPECT_TRUE(throws_with([&] { bp::load_dataset("tiny-imagenet:" + root.string()); }, bad.string() + ": "));
+  expect_error([&] { bp::load_dataset("tiny-imagenet:" + root.string()); }, bad.string() + ": ");
 }
 
 TEST_F(TinyImageNetTest, TruncatedJpegNamesFile) {
@@ -378,8 +360,8 @@ TEST_F(TinyImageNetTest, TruncatedJpegNamesFile) {
   const fs::path root = write_tree();
   const fs::path bad = root / "train" / "n002" / "images" / "n002_1.JPEG";
   fs::resize_file(bad, fs::file_size(bad) - 3);  // keeps the headers, loses the end of the scan
-  EXPECT_TRUE(throws_with([&] { bp::load_dataset("tiny-imagenet:" + root.string()); },
-                          bad.string() + ": corrupt JPEG"));
+  expect_error([&] { bp::load_dataset("tiny-imagenet:" + root.string()); },
+               bad.string() + ": corrupt JPEG");
 }
 
 TEST_F(TinyImageNetTest, OtherSizeNamesFile) {
@@ -387,8 +369,8 @@ TEST_F(TinyImageNetTest, OtherSizeNamesFile) {
   const fs::path root = write_tree();
   const fs::path odd = root / "val" / "images" / "val_2.JPEG";
   write_jpeg(odd, 16, 8, kColours[0]);
-  EXPECT_TRUE(throws_with([&] { bp::load_dataset("tiny-imagenet:" + root.string()); },
-                          odd.string() + ": image is 16x8, the data set's images are 8x8"));
+  expect_error([&] { bp::load_dataset("tiny-imagenet:" + root.string()); },
+               odd.string() + ": image is 16x8, the data set's images are 8x8");
 }
 
 TEST_F(TinyImageNetTest, BadAnnotationsAndMissingFiles) {
@@ -396,14 +378,14 @@ TEST_F(TinyImageNetTest, BadAnnotationsAndMissingFiles) {
   const fs::path root = write_tree();
   const fs::path annotations = root / "val" / "val_annotations.txt";
   write_text(annotations, "val_0.JPEG\tn777\t0\t0\t1\t1\n");
-  EXPECT_TRUE(throws_with([&] { bp::load_dataset("tiny-imagenet:" + root.string()); },
-                          annotations.string() + ": line 1: class n777 is not in wnids.txt"));
+  expect_error([&] { bp::load_dataset("tiny-imagenet:" + root.string()); },
+               annotations.string() + ": line 1: class n777 is not in wnids.txt");
   write_text(annotations, "val_9.JPEG\tn001\t0\t0\t1\t1\n");
-  EXPECT_TRUE(throws_with([&] { bp::load_dataset("tiny-imagenet:" + root.string()); },
-                          (root / "val" / "images" / "val_9.JPEG").string()));
+  expect_error([&] { bp::load_dataset("tiny-imagenet:" + root.string()); },
+               (root / "val" / "images" / "val_9.JPEG").string());
   fs::remove(root / "wnids.txt");
-  EXPECT_TRUE(throws_with([&] { bp::load_dataset("tiny-imagenet:" + root.string()); },
-                          (root / "wnids.txt").string() + ": missing file"));
+  expect_error([&] { bp::load_dataset("tiny-imagenet:" + root.string()); },
+               (root / "wnids.txt").string() + ": missing file");
 }
 
 // ---- image folders ---------------------------------------------------------------------------
@@ -450,10 +432,10 @@ TEST_F(FolderTest, TestClassesMustMatchTrain) {
   SKIP_WITHOUT_TURBOJPEG();
   const fs::path root = write_tree();
   write_jpeg(root / "test" / "dog" / "t.jpg", 6, 4, kColours[1]);
-  EXPECT_TRUE(throws_with([&] { bp::load_dataset("folder:" + root.string()); }, "missing none; extra dog"));
+  expect_error([&] { bp::load_dataset("folder:" + root.string()); }, "missing none; extra dog");
   fs::remove_all(root / "test");
-  EXPECT_TRUE(throws_with([&] { bp::load_dataset("folder:" + root.string()); },
-                          (root / "test").string() + ": no such directory"));
+  expect_error([&] { bp::load_dataset("folder:" + root.string()); },
+               (root / "test").string() + ": no such directory");
 }
 
 TEST_F(FolderTest, FirstImageOfAnotherSizeIsNamed) {
@@ -461,14 +443,14 @@ TEST_F(FolderTest, FirstImageOfAnotherSizeIsNamed) {
   const fs::path root = write_tree();
   write_jpeg(root / "train" / "cat" / "b.jpg", 4, 6, kColours[1]);
   write_jpeg(root / "train" / "cat" / "c.JPG", 5, 4, kColours[1]);
-  EXPECT_TRUE(throws_with([&] { bp::load_dataset("folder:" + root.string()); },
-                          (root / "train" / "cat" / "b.jpg").string() + ": image is 4x6"));
+  expect_error([&] { bp::load_dataset("folder:" + root.string()); },
+               (root / "train" / "cat" / "b.jpg").string() + ": image is 4x6");
 }
 
 TEST_F(FolderTest, WithoutTurboJpegTheErrorSaysWhatToInstall) {
   if (bp::jpeg_support_compiled()) GTEST_SKIP() << "this build has libjpeg-turbo";
-  EXPECT_TRUE(throws_with([&] { bp::load_dataset("folder:" + dir_.string()); },
-                          "install libturbojpeg0-dev and rebuild"));
+  expect_error([&] { bp::load_dataset("folder:" + dir_.string()); },
+               "install libturbojpeg0-dev and rebuild");
 }
 
 // ---- the decoded cache -------------------------------------------------------------------------

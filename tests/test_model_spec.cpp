@@ -1,66 +1,36 @@
 // Model specs: the shipped models/dense.json, loading by name and by path, validation errors
 // that name the JSON path and the reason, and the model_to_json -> parse_model round trip.
 #include <gtest/gtest.h>
-#include <unistd.h>
 
 #include <filesystem>
 #include <fstream>
-#include <functional>
 #include <string>
 
 #include <nlohmann/json.hpp>
 
 #include "core/error.h"
 #include "model/model_spec.h"
+#include "test_helpers.h"
 
 namespace {
 
 namespace fs = std::filesystem;
 using nlohmann::json;
 
-// Runs `body` and checks it throws bp::Error whose message contains `needle`.
-::testing::AssertionResult throws_with(const std::function<void()>& body, const std::string& needle) {
-  try {
-    body();
-  } catch (const bp::Error& e) {
-    if (std::string(e.what()).find(needle) != std::string::npos) return ::testing::AssertionSuccess();
-    return ::testing::AssertionFailure() << "message \"" << e.what() << "\" lacks \"" << needle << "\"";
-  }
-  return ::testing::AssertionFailure() << "no bp::Error thrown (wanted one containing \"" << needle << "\")";
-}
-
-// The message of the bp::Error that `body` throws ("" if none).
-std::string error_of(const std::function<void()>& body) {
-  try {
-    body();
-  } catch (const bp::Error& e) {
-    return e.what();
-  }
-  return "";
-}
+using bp::test::expect_error;
+using bp::test::expect_error_all;
 
 // A scratch directory unique to this test and process, removed afterwards.
 class ScratchDir {
  public:
-  ScratchDir() {
-    const auto* info = ::testing::UnitTest::GetInstance()->current_test_info();
-    path_ = fs::temp_directory_path() /
-            ("bp_model_spec_" + std::string(info->name()) + "_" + std::to_string(::getpid()));
-    fs::remove_all(path_);
-    fs::create_directories(path_);
-  }
-  ~ScratchDir() {
-    std::error_code ec;
-    fs::remove_all(path_, ec);
-  }
   std::string write(const std::string& name, const std::string& text) const {
-    const fs::path p = path_ / name;
+    const fs::path p = dir_.path() / name;
     std::ofstream(p) << text;
     return p.string();
   }
 
  private:
-  fs::path path_;
+  bp::test::TempDir dir_{"bp_model_spec"};
 };
 
 // A small valid model to mutate in the rejection tests.
@@ -124,20 +94,16 @@ TEST(ModelSpecLoad, ArbitraryJsonPath) {
 TEST(ModelSpecLoad, InvalidJsonTextNamesTheFile) {
   ScratchDir dir;
   const std::string path = dir.write("broken.json", "{\"name\": \"x\", \"layers\": [");
-  const std::string msg = error_of([&] { bp::load_model(path); });
-  EXPECT_NE(msg.find(path), std::string::npos) << msg;
-  EXPECT_NE(msg.find("not valid JSON"), std::string::npos) << msg;
+  expect_error_all([&] { bp::load_model(path); }, {path, "not valid JSON"});
 }
 
 TEST(ModelSpecLoad, MissingPathIsAnError) {
-  EXPECT_TRUE(throws_with([&] { bp::load_model("/nonexistent/dir/nothing.json"); }, "no such model file"));
+  expect_error([&] { bp::load_model("/nonexistent/dir/nothing.json"); }, "no such model file");
 }
 
 TEST(ModelSpecLoad, UnknownNameListsKnownModels) {
-  const std::string msg = error_of([] { bp::load_model("no_such_model_xyz"); });
-  EXPECT_NE(msg.find("no_such_model_xyz"), std::string::npos) << msg;
-  EXPECT_NE(msg.find("known models:"), std::string::npos) << msg;
-  EXPECT_NE(msg.find("dense"), std::string::npos) << msg;
+  expect_error_all([] { bp::load_model("no_such_model_xyz"); },
+                   {"no_such_model_xyz", "known models:", "dense"});
 }
 
 TEST(ModelSpecLoad, ErrorsFromAFileArePrefixedWithItsPath) {
@@ -145,7 +111,7 @@ TEST(ModelSpecLoad, ErrorsFromAFileArePrefixedWithItsPath) {
   json doc = valid_doc();
   doc["layers"][1]["units"] = -3;
   const std::string path = dir.write("bad_units.json", doc.dump());
-  EXPECT_TRUE(throws_with([&] { bp::load_model(path); }, path + ": layers[1].units: must be > 0, got -3"));
+  expect_error([&] { bp::load_model(path); }, path + ": layers[1].units: must be > 0, got -3");
 }
 
 TEST(ModelSpecParse, ValidDocumentParses) {
@@ -162,107 +128,99 @@ TEST(ModelSpecParse, ValidDocumentParses) {
 TEST(ModelSpecParse, RejectsUnknownTopLevelKey) {
   json doc = valid_doc();
   doc["optimiser"] = "adam";
-  const std::string msg = error_of([&] { parse(doc); });
-  EXPECT_NE(msg.find("test.json: optimiser: "), std::string::npos) << msg;
-  EXPECT_NE(msg.find("unknown key \"optimiser\""), std::string::npos) << msg;
-  EXPECT_NE(msg.find("known keys:"), std::string::npos) << msg;
+  expect_error_all([&] { parse(doc); },
+                   {"test.json: optimiser: ", "unknown key \"optimiser\"", "known keys:"});
 }
 
 TEST(ModelSpecParse, RejectsUnknownLayerType) {
   json doc = valid_doc();
   doc["layers"][1]["type"] = "conv";
-  const std::string msg = error_of([&] { parse(doc); });
-  EXPECT_NE(msg.find("layers[1].type"), std::string::npos) << msg;
-  EXPECT_NE(msg.find("unknown layer type \"conv\""), std::string::npos) << msg;
-  EXPECT_NE(msg.find("dense"), std::string::npos) << msg;  // lists the known types
+  // "dense": the message lists the known types.
+  expect_error_all([&] { parse(doc); }, {"layers[1].type", "unknown layer type \"conv\"", "dense"});
 }
 
 TEST(ModelSpecParse, RejectsMissingUnits) {
   json doc = valid_doc();
   doc["layers"][1].erase("units");
-  EXPECT_TRUE(throws_with([&] { parse(doc); }, "layers[1]: missing required field \"units\""));
+  expect_error([&] { parse(doc); }, "layers[1]: missing required field \"units\"");
 }
 
 TEST(ModelSpecParse, RejectsNegativeUnits) {
   json doc = valid_doc();
   doc["layers"][1]["units"] = -5;
-  EXPECT_TRUE(throws_with([&] { parse(doc); }, "layers[1].units: must be > 0, got -5"));
+  expect_error([&] { parse(doc); }, "layers[1].units: must be > 0, got -5");
 }
 
 TEST(ModelSpecParse, RejectsZeroUnits) {
   json doc = valid_doc();
   doc["layers"][1]["units"] = 0;
-  EXPECT_TRUE(throws_with([&] { parse(doc); }, "layers[1].units: must be > 0, got 0"));
+  expect_error([&] { parse(doc); }, "layers[1].units: must be > 0, got 0");
 }
 
 TEST(ModelSpecParse, RejectsNonIntegerUnits) {
   json doc = valid_doc();
   doc["layers"][1]["units"] = 1.5;
-  EXPECT_TRUE(throws_with([&] { parse(doc); }, "layers[1].units: expected an integer, got 1.5"));
+  expect_error([&] { parse(doc); }, "layers[1].units: expected an integer, got 1.5");
   doc["layers"][1]["units"] = "16";
-  EXPECT_TRUE(throws_with([&] { parse(doc); }, "layers[1].units: expected an integer"));
+  expect_error([&] { parse(doc); }, "layers[1].units: expected an integer");
 }
 
 TEST(ModelSpecParse, RejectsUnknownKeyInsideALayer) {
   json doc = valid_doc();
   doc["layers"][0] = {{"type", "dense"}, {"units", 8}, {"unitz", 8}};
-  const std::string msg = error_of([&] { parse(doc); });
-  EXPECT_NE(msg.find("layers[0].unitz"), std::string::npos) << msg;
-  EXPECT_NE(msg.find("unknown key"), std::string::npos) << msg;
+  expect_error_all([&] { parse(doc); }, {"layers[0].unitz", "unknown key"});
 }
 
 TEST(ModelSpecParse, RejectsNegativeInitStd) {
   json doc = valid_doc();
   doc["init_std"] = -0.1;
-  EXPECT_TRUE(throws_with([&] { parse(doc); }, "init_std: must be >= 0"));
+  expect_error([&] { parse(doc); }, "init_std: must be >= 0");
   doc = valid_doc();
   doc["layers"][1]["init_std"] = -1;
-  EXPECT_TRUE(throws_with([&] { parse(doc); }, "layers[1].init_std: must be >= 0"));
+  expect_error([&] { parse(doc); }, "layers[1].init_std: must be >= 0");
 }
 
 TEST(ModelSpecParse, RejectsLayersThatAreNotAnArray) {
   json doc = valid_doc();
   doc["layers"] = {{"type", "relu"}};
-  EXPECT_TRUE(throws_with([&] { parse(doc); }, "layers: expected an array"));
+  expect_error([&] { parse(doc); }, "layers: expected an array");
   doc["layers"] = 3;
-  EXPECT_TRUE(throws_with([&] { parse(doc); }, "layers: expected an array"));
+  expect_error([&] { parse(doc); }, "layers: expected an array");
 }
 
 TEST(ModelSpecParse, RejectsMissingLayers) {
   json doc = valid_doc();
   doc.erase("layers");
-  EXPECT_TRUE(throws_with([&] { parse(doc); }, "missing required field \"layers\""));
+  expect_error([&] { parse(doc); }, "missing required field \"layers\"");
 }
 
 TEST(ModelSpecParse, RejectsReluWithExtraKey) {
   json doc = valid_doc();
   doc["layers"][2]["units"] = 4;
-  const std::string msg = error_of([&] { parse(doc); });
-  EXPECT_NE(msg.find("layers[2].units"), std::string::npos) << msg;
-  EXPECT_NE(msg.find("unknown key \"units\""), std::string::npos) << msg;
+  expect_error_all([&] { parse(doc); }, {"layers[2].units", "unknown key \"units\""});
 }
 
 TEST(ModelSpecParse, RejectsMissingName) {
   json doc = valid_doc();
   doc.erase("name");
-  EXPECT_TRUE(throws_with([&] { parse(doc); }, "missing required field \"name\""));
+  expect_error([&] { parse(doc); }, "missing required field \"name\"");
 }
 
 TEST(ModelSpecParse, RejectsNonObjectDocumentAndLayer) {
-  EXPECT_TRUE(throws_with([] { parse(json::array()); }, "expected an object"));
+  expect_error([] { parse(json::array()); }, "expected an object");
   json doc = valid_doc();
   doc["layers"][1] = "dense";
-  EXPECT_TRUE(throws_with([&] { parse(doc); }, "layers[1]: expected a layer object"));
+  expect_error([&] { parse(doc); }, "layers[1]: expected a layer object");
 }
 
 TEST(ModelSpecParse, RejectsBadTrainingDefaults) {
   json doc = valid_doc();
   doc["training"] = {{"lr", 0}};
-  EXPECT_TRUE(throws_with([&] { parse(doc); }, "training.lr: must be > 0"));
+  expect_error([&] { parse(doc); }, "training.lr: must be > 0");
   doc["training"] = {{"batch_size", 0}};
-  EXPECT_TRUE(throws_with([&] { parse(doc); }, "training.batch_size: must be > 0"));
+  expect_error([&] { parse(doc); }, "training.batch_size: must be > 0");
   doc["training"] = {{"epochs", 3}};
-  EXPECT_TRUE(throws_with([&] { parse(doc); }, "training.epochs"));
+  expect_error([&] { parse(doc); }, "training.epochs");
 }
 
 TEST(ModelSpecJson, RoundTripEquals) {

@@ -2,7 +2,6 @@
 // and CSV texts, curves over runs of different lengths, errors on malformed files, and (when
 // python3 has matplotlib) the figures.
 #include <gtest/gtest.h>
-#include <unistd.h>
 
 #include <cmath>
 #include <cstdlib>
@@ -53,14 +52,8 @@ const std::vector<FakeRun>& fake_runs() {
 class ReportTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    const auto* info = ::testing::UnitTest::GetInstance()->current_test_info();
-    dir_ = fs::temp_directory_path() / ("bp_" + std::string(info->test_suite_name()) + "_" +
-                                        info->name() + "_" + std::to_string(::getpid()));
-    fs::remove_all(dir_);
-    fs::create_directories(dir_);
     for (const FakeRun& r : fake_runs()) write_run(r, "fashion-mnist", "dense");
   }
-  void TearDown() override { fs::remove_all(dir_); }
 
   std::string sweep() const { return dir_.string(); }
   std::string run_path(const std::string& rel) const { return (dir_ / rel).string(); }
@@ -103,7 +96,8 @@ class ReportTest : public ::testing::Test {
     return ss.str();
   }
 
-  fs::path dir_;
+  const test::TempDir tmp_{"bp_report_test"};
+  const fs::path dir_ = tmp_.path();
 };
 
 class ReportDiscovery : public ReportTest {};

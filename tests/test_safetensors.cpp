@@ -1,7 +1,6 @@
 // safetensors checkpoints and the atomic file writer under them: round trips, the layout the
 // format demands, rejection of corrupt files, and interoperability with the Python package.
 #include <gtest/gtest.h>
-#include <unistd.h>
 
 #include <cstdint>
 #include <cstdlib>
@@ -14,6 +13,7 @@
 #include "core/error.h"
 #include "io/atomic_file.h"
 #include "io/safetensors.h"
+#include "test_helpers.h"
 
 namespace {
 
@@ -58,15 +58,6 @@ std::string raw_file(const std::string& header, const std::string& buffer = "") 
 // Each test works in its own fresh directory.
 class TempDirTest : public ::testing::Test {
  protected:
-  void SetUp() override {
-    const auto* info = ::testing::UnitTest::GetInstance()->current_test_info();
-    dir_ = fs::temp_directory_path() / ("bp_" + std::string(info->test_suite_name()) + "_" +
-                                        info->name() + "_" + std::to_string(::getpid()));
-    fs::remove_all(dir_);
-    fs::create_directories(dir_);
-  }
-  void TearDown() override { fs::remove_all(dir_); }
-
   std::string path(const std::string& name) const { return (dir_ / name).string(); }
   void write_raw(const std::string& name, const std::string& bytes) const {
     std::ofstream(path(name), std::ios::binary) << bytes;
@@ -77,7 +68,8 @@ class TempDirTest : public ::testing::Test {
     return names;
   }
 
-  fs::path dir_;
+  const bp::test::TempDir tmp_{"bp_safetensors_test"};
+  const fs::path dir_ = tmp_.path();
 };
 
 class SafetensorsFormat : public TempDirTest {};
@@ -86,20 +78,13 @@ class SafetensorsCorrupt : public TempDirTest {
   // Loading `bytes` from a file must fail with a message naming the file and the reason.
   void expect_rejected(const std::string& name, const std::string& bytes, const std::string& reason) {
     write_raw(name, bytes);
-    try {
-      bp::load_safetensors(path(name));
-      ADD_FAILURE() << name << " was accepted";
-    } catch (const bp::Error& e) {
-      const std::string what = e.what();
-      EXPECT_NE(what.find(path(name)), std::string::npos) << what;
-      EXPECT_NE(what.find(reason), std::string::npos) << "no '" << reason << "' in: " << what;
-    }
+    SCOPED_TRACE(name);
+    bp::test::expect_error_all([&] { bp::load_safetensors(path(name)); }, {path(name), reason});
   }
 };
 class SafetensorsPython : public TempDirTest {
  protected:
   void SetUp() override {
-    TempDirTest::SetUp();
     if (std::system("python3 -c 'import safetensors, numpy' >/dev/null 2>&1") != 0) {
       GTEST_SKIP() << "python3 with the safetensors and numpy packages is not available";
     }
@@ -156,12 +141,7 @@ TEST_F(SafetensorsFormat, DataStartsEightByteAlignedWithSpacePadding) {
 
 TEST_F(SafetensorsFormat, GetNamesTheMissingTensor) {
   const bp::SafetensorsFile file = bp::decode_safetensors(bp::encode_safetensors(sample_tensors(), {}), "mem");
-  try {
-    file.get("layer9.weight");
-    FAIL() << "no error";
-  } catch (const bp::Error& e) {
-    EXPECT_NE(std::string(e.what()).find("layer9.weight"), std::string::npos) << e.what();
-  }
+  bp::test::expect_error([&] { file.get("layer9.weight"); }, "layer9.weight");
 }
 
 TEST_F(SafetensorsFormat, EncodeRejectsBadTensors) {
@@ -242,12 +222,7 @@ TEST_F(SafetensorsCorrupt, GapsAndOverlapsInData) {
 }
 
 TEST_F(SafetensorsCorrupt, MissingFileNamesThePath) {
-  try {
-    bp::load_safetensors(path("absent.safetensors"));
-    FAIL() << "no error";
-  } catch (const bp::Error& e) {
-    EXPECT_NE(std::string(e.what()).find(path("absent.safetensors")), std::string::npos) << e.what();
-  }
+  bp::test::expect_error([&] { bp::load_safetensors(path("absent.safetensors")); }, path("absent.safetensors"));
 }
 
 // ---- the Python reference implementation ----
@@ -315,14 +290,7 @@ TEST_F(AtomicFile, ReplacesExistingFileAndLeavesNoTemporary) {
 
 TEST_F(AtomicFile, MissingDirectoryThrowsNamingThePath) {
   const std::string target = path("no/such/dir/out.bin");
-  try {
-    bp::write_file_atomic(target, "x");
-    FAIL() << "no error";
-  } catch (const bp::Error& e) {
-    const std::string what = e.what();
-    EXPECT_NE(what.find(target), std::string::npos) << what;
-    EXPECT_NE(what.find(std::strerror(ENOENT)), std::string::npos) << what;
-  }
+  bp::test::expect_error_all([&] { bp::write_file_atomic(target, "x"); }, {target, std::strerror(ENOENT)});
 }
 
 TEST_F(AtomicFile, FailedRenameRemovesTheTemporary) {
@@ -334,12 +302,7 @@ TEST_F(AtomicFile, FailedRenameRemovesTheTemporary) {
 }
 
 TEST_F(AtomicFile, ReadMissingFileNamesThePath) {
-  try {
-    bp::read_file(path("missing.txt"));
-    FAIL() << "no error";
-  } catch (const bp::Error& e) {
-    EXPECT_NE(std::string(e.what()).find(path("missing.txt")), std::string::npos) << e.what();
-  }
+  bp::test::expect_error([&] { bp::read_file(path("missing.txt")); }, path("missing.txt"));
 }
 
 }  // namespace

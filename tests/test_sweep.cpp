@@ -1,16 +1,12 @@
 // Sweeps: grid naming and order, and what a restarted sweep does with each run directory.
 #include <gtest/gtest.h>
 
-#include <filesystem>
-
 #include "test_helpers.h"
 #include "train/sweep.h"
 #include "train/trainer.h"
 
 namespace bp {
 namespace {
-
-namespace fs = std::filesystem;
 
 Dataset two_class_data() {
   Dataset d;
@@ -47,15 +43,14 @@ TEST(Sweep, GridNamesEveryRunAndUsesEachModelsDefaults) {
 }
 
 TEST(Sweep, RestartSkipsFinishedRunsResumesOthersAndRefusesChangedSettings) {
-  const fs::path dir = fs::temp_directory_path() / ("brainprop-sweep-" + std::to_string(::getpid()));
-  fs::remove_all(dir);
+  const test::TempDir dir("brainprop-sweep");
   TrainConfig c;
   c.model = load_model("dense");
   c.model.layers = {{"flatten"}, {"dense", 8, false, 0.1, 0}, {"relu"}};
   c.max_epochs = 2;
   c.val = "test";
   c.progress = false;
-  c.out_dir = (dir / "run").string();
+  c.out_dir = (dir.path() / "run").string();
   EXPECT_EQ(run_status(c), RunStatus::Fresh);
 
   const Dataset data = two_class_data();
@@ -72,7 +67,6 @@ TEST(Sweep, RestartSkipsFinishedRunsResumesOthersAndRefusesChangedSettings) {
   TrainConfig changed = c;
   changed.lr = 0.5;
   test::expect_error([&] { run_status(changed); }, "made with lr = 0.1");
-  fs::remove_all(dir);
 }
 
 }  // namespace

@@ -10,6 +10,7 @@
 
 #include "io/safetensors.h"
 #include "model/net.h"
+#include "test_helpers.h"
 #include "train/checkpoint.h"
 #include "train/device_data.h"
 #include "train/interrupt.h"
@@ -69,12 +70,6 @@ TrainConfig quick_config(Rule rule, int epochs) {
   return c;
 }
 
-fs::path fresh_dir(const std::string& name) {
-  const fs::path dir = fs::temp_directory_path() / ("brainprop-test-" + name + "-" + std::to_string(::getpid()));
-  fs::remove_all(dir);
-  return dir;
-}
-
 const char* kFashion = "/usr/share/datasets/fashion-mnist";
 
 class FashionMnistSubset : public ::testing::Test {
@@ -123,14 +118,14 @@ TEST(Training, StopsOnNanLossKeepingEarlierCheckpoints) {
   auto be = make_cpu_backend(2);
   TrainConfig c = quick_config(Rule::Ebp, 5);
   c.lr = 1e30;  // diverges within the first epoch
-  c.out_dir = fresh_dir("nan").string();
+  const test::TempDir tmp("brainprop-test-nan");
+  c.out_dir = (tmp.path() / "run").string();
   const TrainResult r = train(c, data, *be, nullptr);
   EXPECT_EQ(r.summary.stop_reason, "nan_loss");
   EXPECT_EQ(r.summary.epochs_run, 1);
   EXPECT_TRUE(r.history.empty());
   EXPECT_FALSE(fs::exists(fs::path(c.out_dir) / "last.safetensors")) << "no NaN weights saved";
   EXPECT_TRUE(fs::exists(fs::path(c.out_dir) / "summary.json"));
-  fs::remove_all(c.out_dir);
 }
 
 TEST(Training, EarlyStoppingEndsTheRun) {
@@ -150,7 +145,8 @@ TEST(Training, RunDirectoryHoldsConfigHistorySummaryAndCheckpoints) {
   TrainConfig c = quick_config(Rule::BrainProp, 3);
   c.val = "holdout";
   c.epsilon = 0.2;  // explore more: with two classes the greedy policy can sit on one for a while
-  c.out_dir = fresh_dir("rundir").string();
+  const test::TempDir tmp("brainprop-test-rundir");
+  c.out_dir = (tmp.path() / "run").string();
   const TrainResult r = train(c, data, *be, nullptr);
   const fs::path dir(c.out_dir);
   for (const char* f : {"config.json", "history.jsonl", "summary.json", "best.safetensors", "last.safetensors"})
@@ -183,14 +179,14 @@ TEST(Training, RunDirectoryHoldsConfigHistorySummaryAndCheckpoints) {
   Tensor stats = be->empty({kStatCount}, DType::F64);
   EXPECT_DOUBLE_EQ(evaluate_accuracy(net, loader, 100, stats), r.summary.test_accuracy);
   EXPECT_GT(r.summary.test_accuracy, 0.9) << "the halves task is easy";
-  fs::remove_all(dir);
 }
 
 TEST(Training, CtrlCCheckpointsAtABatchBoundaryAndStops) {
   const Dataset data = synthetic_halves(1000, 100, 11);
   auto be = make_cpu_backend(1);
   TrainConfig c = quick_config(Rule::BrainProp, 5);
-  c.out_dir = fresh_dir("interrupt").string();
+  const test::TempDir tmp("brainprop-test-interrupt");
+  c.out_dir = (tmp.path() / "run").string();
   install_interrupt_handler();
   std::raise(SIGINT);  // as if Ctrl-C came during the first batch
   const TrainResult r = train(c, data, *be, nullptr);
@@ -204,7 +200,6 @@ TEST(Training, CtrlCCheckpointsAtABatchBoundaryAndStops) {
   EXPECT_EQ(state.at("epoch").get<int>(), 0);
   EXPECT_EQ(state.at("batch").get<int>(), 1) << "stopped after the first batch";
   EXPECT_TRUE(fs::exists(fs::path(c.out_dir) / "summary.json"));
-  fs::remove_all(c.out_dir);
 }
 
 // A net with every stochastic and stateful piece: dropout masks and batch-norm averages.
@@ -233,11 +228,12 @@ TEST(Training, InterruptedAndResumedRunMatchesTheUninterruptedHistory) {
     TrainConfig c = quick_config(rule, 4);
     c.model = small_conv_bn_dropout();
     c.batch_size = 64;  // 11 batches an epoch, the last one partial
-    c.out_dir = fresh_dir("whole").string();
+    const test::TempDir tmp("brainprop-test-resume");
+    c.out_dir = (tmp.path() / "whole").string();
     const TrainResult whole = train(c, data, *be, nullptr);
 
     TrainConfig cut = c;
-    cut.out_dir = fresh_dir("cut").string();
+    cut.out_dir = (tmp.path() / "cut").string();
     cut.halt_after_steps = 15;  // inside epoch 2
     EXPECT_EQ(train(cut, data, *be, nullptr).summary.stop_reason, "interrupted");
     cut.halt_after_steps = 33;  // epoch 3 ends at step 33: finishes it, then halts inside epoch 4
@@ -259,8 +255,6 @@ TEST(Training, InterruptedAndResumedRunMatchesTheUninterruptedHistory) {
     const SafetensorsFile b = load_safetensors((fs::path(cut.out_dir) / "last.safetensors").string());
     ASSERT_EQ(a.tensors.size(), b.tensors.size());
     for (size_t i = 0; i < a.tensors.size(); ++i) EXPECT_EQ(a.tensors[i].bytes, b.tensors[i].bytes) << a.tensors[i].name;
-    fs::remove_all(c.out_dir);
-    fs::remove_all(cut.out_dir);
   }
 }
 
