@@ -99,25 +99,41 @@ def synthetic_batch(batch, generator=None, shape=INPUT_SHAPE, classes=CLASSES):
 
 
 # ---------------------------------------------------------------- self-check
+#
+# A learnable synthetic task, fast enough to run in well under a minute on two
+# cores. BrainProp learns one output unit at a time and "discovers" the classes
+# one by one (paper, Fig. 5): here about one class per 100-200 steps, whatever
+# the batch size. So the check trains at batch 32 (as the reference does for its
+# locally connected nets), which makes each step cheaper, and asks BrainProp
+# only for a clear rise above chance. (A random linear teacher on uniform noise
+# was tried first: with the 0.01 init even EBP stayed at chance for 400 steps.)
 
-class LinearTeacher:
-    """Learnable synthetic task: label = argmax((x - 0.5) @ M) for a fixed random M.
+SELFCHECK_BATCH = 32
+SELFCHECK_STEPS = {"ebp": 200, "brainprop": 600}
+# Pass marks: EBP reached 0.80-1.00 by step 100 and 1.00 by step 200; BrainProp
+# reached 0.39-0.42 after 600 steps for seeds 0-3 (about 0.10 per discovered
+# class), so 0.30, 3x chance, leaves a margin of one class.
+SELFCHECK_PASS = {"ebp": 0.8, "brainprop": 0.3}
 
-    Centring x keeps the classes balanced (otherwise the column sums of M decide).
-    """
 
-    def __init__(self, generator, shape=INPUT_SHAPE, classes=CLASSES):
-        self.shape = tuple(shape)
+class PrototypeTask:
+    """Each class has a fixed random binary image; x = 0.5 * prototype + 0.5 * noise."""
+
+    def __init__(self, generator, shape=INPUT_SHAPE, classes=CLASSES, density=0.5, mix=0.5):
         features = 1
-        for d in self.shape:
+        for d in shape:
             features *= d
-        self.map = torch.randn(features, classes, generator=generator)
+        self.shape = tuple(shape)
+        self.classes = classes
+        self.mix = mix
+        self.prototypes = (torch.rand(classes, features, generator=generator) < density).float()
         self.generator = generator
 
     def sample(self, batch):
-        x = torch.rand((batch,) + self.shape, generator=self.generator)
-        labels = ((x.flatten(1) - 0.5) @ self.map).argmax(dim=1)
-        return x, labels
+        labels = torch.randint(0, self.classes, (batch,), generator=self.generator)
+        noise = torch.rand(batch, self.prototypes.shape[1], generator=self.generator)
+        x = self.mix * self.prototypes[labels] + (1 - self.mix) * noise  # stays in [0, 1]
+        return x.view((batch,) + self.shape), labels
 
 
 @torch.no_grad()
@@ -135,26 +151,34 @@ def check_gradient_reaches_only_selected_unit(generator):
     return bool((outputs.grad[~mask] == 0).all())
 
 
-def selfcheck(steps=300, batch=128, eval_every=50, seed=0, log=print):
-    """Train both rules on the teacher task; True when both end well above chance."""
+def train_on_task(rule, task, test_x, test_labels, steps, generator, eval_every=100):
+    """Train a fresh dense net; return the test-accuracy curve as [(step, acc)]."""
+    net = build_dense_net()
+    step = make_train_step(rule, net, make_optimizer(net), generator=generator)
+    curve = []
+    for i in range(1, steps + 1):
+        step(*task.sample(SELFCHECK_BATCH))
+        if i % eval_every == 0 or i == steps:
+            curve.append((i, accuracy(net, test_x, test_labels)))
+    return curve
+
+
+def selfcheck(seed=0, log=print):
+    """Train both rules on the prototype task; True when both end well above chance."""
     gen = torch.Generator().manual_seed(seed)
     ok = check_gradient_reaches_only_selected_unit(gen)
-    log(f"brainprop gradient only at the selected unit: {'ok' if ok else 'FAILED'}")
-    teacher = LinearTeacher(gen)
-    test_x, test_labels = teacher.sample(2000)
-    chance = 1.0 / CLASSES
+    log(f"brainprop gradient reaches only the selected unit: {'ok' if ok else 'FAILED'}")
+    task = PrototypeTask(gen)
+    test_x, test_labels = task.sample(1000)
+    log(f"prototype task, batch {SELFCHECK_BATCH}, chance {1.0 / CLASSES:.2f}; "
+        "test accuracy by step:")
     for rule in RULES:
         torch.manual_seed(seed)  # same initial weights for both rules
-        net = build_dense_net()
-        step = make_train_step(rule, net, make_optimizer(net), generator=gen)
-        curve = []
-        for i in range(1, steps + 1):
-            step(*teacher.sample(batch))
-            if i % eval_every == 0 or i == steps:
-                curve.append(f"{i}:{accuracy(net, test_x, test_labels):.3f}")
-        final = accuracy(net, test_x, test_labels)
-        passed = final > 4 * chance
+        curve = train_on_task(rule, task, test_x, test_labels, SELFCHECK_STEPS[rule], gen)
+        final = curve[-1][1]
+        passed = final >= SELFCHECK_PASS[rule]
         ok = ok and passed
-        log(f"{rule:9s} test accuracy by step  {' '.join(curve)}  "
-            f"(chance {chance:.2f}) {'ok' if passed else 'FAILED'}")
+        points = " ".join(f"{i}:{acc:.2f}" for i, acc in curve)
+        log(f"  {rule:9s} {points}  (pass mark {SELFCHECK_PASS[rule]:.2f}) "
+            f"{'ok' if passed else 'FAILED'}")
     return ok
