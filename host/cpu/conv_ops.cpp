@@ -74,6 +74,19 @@ void col2im_add(const T* patches, const Conv2dGeometry& g, int b0, int nb, T* dx
   }
 }
 
+// Calls body(b0, nb, patches) for consecutive chunks of nb samples starting at b0, with a
+// scratch buffer of nb * positions * patch_size elements; with_im2col fills it from x first.
+template <typename T, typename Body>
+void for_each_chunk(const Conv2dGeometry& g, const T* x, bool with_im2col, Body&& body) {
+  const int chunk = samples_per_chunk(g);
+  for (int b0 = 0; b0 < g.batch; b0 += chunk) {
+    const int nb = std::min(chunk, g.batch - b0);
+    T* patches = scratch<T>(size_t(nb) * g.positions() * g.patch_size()).data();
+    if (with_im2col) im2col(x, g, b0, nb, patches);
+    body(b0, nb, patches);
+  }
+}
+
 void check_geometry(const Tensor& x, const Tensor& y, const Conv2dGeometry& g, const char* op) {
   BP_CHECK(x.numel() == int64_t(g.batch) * g.in_h * g.in_w * g.in_c,
            op << ": input " << shape_string(x.shape()) << " does not match the geometry");
@@ -87,14 +100,11 @@ void conv2d_forward(const Tensor& x, const Tensor& w, Tensor& y, const Conv2dGeo
   check_geometry(x, y, g, "conv2d_forward");
   dispatch_float(x.dtype(), "conv2d_forward", [&](auto* tag) {
     using T = BP_FLOAT_TYPE(tag);
-    const int P = g.positions(), K = g.patch_size(), F = g.out_c, chunk = samples_per_chunk(g);
-    for (int b0 = 0; b0 < g.batch; b0 += chunk) {
-      const int nb = std::min(chunk, g.batch - b0);
-      T* patches = scratch<T>(size_t(nb) * P * K).data();
-      im2col(x.data<T>(), g, b0, nb, patches);
+    const int P = g.positions(), K = g.patch_size(), F = g.out_c;
+    for_each_chunk(g, x.data<T>(), true, [&](int b0, int nb, T* patches) {
       gemm(false, true, nb * P, F, K, 1.0, patches, K, w.data<T>(), K, 0.0,
            y.data<T>() + int64_t(b0) * P * F, F);
-    }
+    });
   });
 }
 
@@ -102,15 +112,13 @@ void conv2d_backward_data(const Tensor& dy, const Tensor& w, Tensor& dx, const C
   check_geometry(dx, dy, g, "conv2d_backward_data");
   dispatch_float(dy.dtype(), "conv2d_backward_data", [&](auto* tag) {
     using T = BP_FLOAT_TYPE(tag);
-    const int P = g.positions(), K = g.patch_size(), F = g.out_c, chunk = samples_per_chunk(g);
+    const int P = g.positions(), K = g.patch_size(), F = g.out_c;
     std::fill(dx.data<T>(), dx.data<T>() + dx.numel(), T(0));
-    for (int b0 = 0; b0 < g.batch; b0 += chunk) {
-      const int nb = std::min(chunk, g.batch - b0);
-      T* patches = scratch<T>(size_t(nb) * P * K).data();
+    for_each_chunk(g, dy.data<T>(), false, [&](int b0, int nb, T* patches) {
       gemm(false, false, nb * P, K, F, 1.0, dy.data<T>() + int64_t(b0) * P * F, F, w.data<T>(), K,
            0.0, patches, K);
       col2im_add(patches, g, b0, nb, dx.data<T>());
-    }
+    });
   });
 }
 
@@ -119,15 +127,12 @@ void conv2d_update(Tensor& w, const Tensor& dy, const Tensor& x, const Conv2dGeo
   check_geometry(x, dy, g, "conv2d_update");
   dispatch_float(w.dtype(), "conv2d_update", [&](auto* tag) {
     using T = BP_FLOAT_TYPE(tag);
-    const int P = g.positions(), K = g.patch_size(), F = g.out_c, chunk = samples_per_chunk(g);
-    for (int b0 = 0; b0 < g.batch; b0 += chunk) {
-      const int nb = std::min(chunk, g.batch - b0);
-      T* patches = scratch<T>(size_t(nb) * P * K).data();
-      im2col(x.data<T>(), g, b0, nb, patches);
+    const int P = g.positions(), K = g.patch_size(), F = g.out_c;
+    for_each_chunk(g, x.data<T>(), true, [&](int b0, int nb, T* patches) {
       // The first chunk applies the decay; later ones accumulate into the same weights.
       gemm(true, false, F, K, nb * P, -step, dy.data<T>() + int64_t(b0) * P * F, F, patches, K,
            b0 == 0 ? decay : 1.0, w.data<T>(), K);
-    }
+    });
   });
 }
 
@@ -139,18 +144,15 @@ void local2d_forward(const Tensor& x, const Tensor& w, Tensor& y, const Conv2dGe
   check_geometry(x, y, g, "local2d_forward");
   dispatch_float(x.dtype(), "local2d_forward", [&](auto* tag) {
     using T = BP_FLOAT_TYPE(tag);
-    const int P = g.positions(), K = g.patch_size(), F = g.out_c, chunk = samples_per_chunk(g);
-    for (int b0 = 0; b0 < g.batch; b0 += chunk) {
-      const int nb = std::min(chunk, g.batch - b0);
-      T* patches = scratch<T>(size_t(nb) * P * K).data();
-      im2col(x.data<T>(), g, b0, nb, patches);
+    const int P = g.positions(), K = g.patch_size(), F = g.out_c;
+    for_each_chunk(g, x.data<T>(), true, [&](int b0, int nb, T* patches) {
       T* out = y.data<T>() + int64_t(b0) * P * F;
       const T* wp = w.data<T>();
 #pragma omp parallel for schedule(static)
       for (int p = 0; p < P; ++p)
         gemm(false, true, nb, F, K, 1.0, patches + int64_t(p) * K, P * K, wp + int64_t(p) * F * K, K,
              0.0, out + int64_t(p) * F, P * F);
-    }
+    });
   });
 }
 
@@ -158,11 +160,9 @@ void local2d_backward_data(const Tensor& dy, const Tensor& w, Tensor& dx, const 
   check_geometry(dx, dy, g, "local2d_backward_data");
   dispatch_float(dy.dtype(), "local2d_backward_data", [&](auto* tag) {
     using T = BP_FLOAT_TYPE(tag);
-    const int P = g.positions(), K = g.patch_size(), F = g.out_c, chunk = samples_per_chunk(g);
+    const int P = g.positions(), K = g.patch_size(), F = g.out_c;
     std::fill(dx.data<T>(), dx.data<T>() + dx.numel(), T(0));
-    for (int b0 = 0; b0 < g.batch; b0 += chunk) {
-      const int nb = std::min(chunk, g.batch - b0);
-      T* patches = scratch<T>(size_t(nb) * P * K).data();
+    for_each_chunk(g, dy.data<T>(), false, [&](int b0, int nb, T* patches) {
       const T* in = dy.data<T>() + int64_t(b0) * P * F;
       const T* wp = w.data<T>();
 #pragma omp parallel for schedule(static)
@@ -170,7 +170,7 @@ void local2d_backward_data(const Tensor& dy, const Tensor& w, Tensor& dx, const 
         gemm(false, false, nb, K, F, 1.0, in + int64_t(p) * F, P * F, wp + int64_t(p) * F * K, K, 0.0,
              patches + int64_t(p) * K, P * K);
       col2im_add(patches, g, b0, nb, dx.data<T>());
-    }
+    });
   });
 }
 
@@ -179,11 +179,8 @@ void local2d_update(Tensor& w, const Tensor& dy, const Tensor& x, const Conv2dGe
   check_geometry(x, dy, g, "local2d_update");
   dispatch_float(w.dtype(), "local2d_update", [&](auto* tag) {
     using T = BP_FLOAT_TYPE(tag);
-    const int P = g.positions(), K = g.patch_size(), F = g.out_c, chunk = samples_per_chunk(g);
-    for (int b0 = 0; b0 < g.batch; b0 += chunk) {
-      const int nb = std::min(chunk, g.batch - b0);
-      T* patches = scratch<T>(size_t(nb) * P * K).data();
-      im2col(x.data<T>(), g, b0, nb, patches);
+    const int P = g.positions(), K = g.patch_size(), F = g.out_c;
+    for_each_chunk(g, x.data<T>(), true, [&](int b0, int nb, T* patches) {
       const T* in = dy.data<T>() + int64_t(b0) * P * F;
       T* wp = w.data<T>();
       const double beta = b0 == 0 ? decay : 1.0;
@@ -191,7 +188,7 @@ void local2d_update(Tensor& w, const Tensor& dy, const Tensor& x, const Conv2dGe
       for (int p = 0; p < P; ++p)
         gemm(true, false, F, K, nb, -step, in + int64_t(p) * F, P * F, patches + int64_t(p) * K,
              P * K, beta, wp + int64_t(p) * F * K, K);
-    }
+    });
   });
 }
 
