@@ -114,7 +114,7 @@ def plot_val_accuracy(plt, ticker, data, model, by_rule, out_stem):
                                    gridspec_kw={"height_ratios": [4, 1], "hspace": 0.08})
     for r in rules:
         points = by_rule[r]["val_accuracy"]
-        band(ax, points, r, 100.0, f"{style(r)[0]} ({counts[r]} seeds)")
+        band(ax, points, r, 100.0, f"{style(r)[0]} ({counts[r]} seed{'s' if counts[r] != 1 else ''})")
         ax_n.step([p[0] for p in points], [p[3] for p in points], where="mid",
                   color=style(r)[1], lw=2.4 if r == rules[0] else 1.4,
                   ls="-" if r == rules[0] else "--", label=style(r)[0])
@@ -143,7 +143,7 @@ def plot_brainprop_reward(plt, ticker, data, model, by_rule, out_stem):
     fig, axes = plt.subplots(len(panels), 1, sharex=True, figsize=(7.5, 2.6 + 2.4 * len(panels)),
                              squeeze=False)
     for ax, (metric, label) in zip(axes[:, 0], panels):
-        band(ax, metrics[metric], "brainprop", 100.0, f"BrainProp ({n} seeds)")
+        band(ax, metrics[metric], "brainprop", 100.0, f"BrainProp ({n} seed{'s' if n != 1 else ''})")
         ax.set_ylabel(label)
         finish_axes(ax, ticker)
     axes[0, 0].legend(loc="lower right")
