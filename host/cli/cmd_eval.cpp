@@ -30,7 +30,7 @@ int run_eval(const std::vector<std::string>& argv) {
   const int batch = args.get_int("batch", 500);
   Net net(info.config.model, {data.test.height, data.test.width, data.test.channels}, data.classes,
           *be, batch, DType::F32, info.config.seed);
-  load_checkpoint_weights(path, net);
+  load_checkpoint_weights(info, path, net);
   DeviceImages test(*be, data.test);
   BatchLoader loader(*be, test, batch, DType::F32);
   Tensor stats = be->empty({kStatCount}, DType::F64);

@@ -1,8 +1,5 @@
 // `brainprop train`: the general form (--data/--model/--rule) and the reference's triple
 // (DATASET MODEL RULE, which applies the reference's protocol: validation on the test set).
-#include <algorithm>
-#include <cctype>
-#include <chrono>
 #include <cstdio>
 #include <ctime>
 #include <filesystem>

@@ -22,6 +22,21 @@ void save_checkpoint(const std::string& path, Net& net, const TrainConfig& confi
   save_safetensors(path, tensors, metadata);
 }
 
+namespace {
+
+std::map<std::string, std::vector<uint8_t>> tensor_bytes(const SafetensorsFile& file,
+                                                         const std::string& path, DType dtype) {
+  std::map<std::string, std::vector<uint8_t>> values;
+  for (const NamedTensor& t : file.tensors) {
+    BP_CHECK(t.dtype == dtype, path << ": tensor " << t.name << " is " << dtype_name(t.dtype)
+                                    << ", the net is " << dtype_name(dtype));
+    values[t.name] = t.bytes;
+  }
+  return values;
+}
+
+}  // namespace
+
 CheckpointInfo read_checkpoint_info(const std::string& path) {
   const SafetensorsFile file = load_safetensors(path);
   CheckpointInfo info;
@@ -40,18 +55,21 @@ CheckpointInfo read_checkpoint_info(const std::string& path) {
   }
   info.config = config_from_json(config, path);
   info.epoch = std::stoi(field("epoch"));
+  info.tensors = tensor_bytes(file, path, DType::F32);
   return info;
 }
 
+std::map<std::string, std::vector<uint8_t>> read_checkpoint_tensors(const std::string& path, DType dtype) {
+  return tensor_bytes(load_safetensors(path), path, dtype);
+}
+
+void load_checkpoint_weights(const CheckpointInfo& info, const std::string& path, Net& net) {
+  BP_CHECK(net.dtype() == DType::F32, path << ": checkpoints hold float32, the net is " << dtype_name(net.dtype()));
+  net.load_state(info.tensors, path);
+}
+
 void load_checkpoint_weights(const std::string& path, Net& net) {
-  const SafetensorsFile file = load_safetensors(path);
-  std::map<std::string, std::vector<uint8_t>> values;
-  for (const NamedTensor& t : file.tensors) {
-    BP_CHECK(t.dtype == net.dtype(), path << ": tensor " << t.name << " is " << dtype_name(t.dtype)
-                                          << ", the net is " << dtype_name(net.dtype()));
-    values[t.name] = t.bytes;
-  }
-  net.load_state(values, path);
+  net.load_state(read_checkpoint_tensors(path, net.dtype()), path);
 }
 
 }  // namespace bp

@@ -210,13 +210,9 @@ TrainResult train(const TrainConfig& config, const Dataset& data, Backend& be,
     auto it = info.metadata.find("trainer_state");
     BP_CHECK(it != info.metadata.end(), last << ": has no trainer state to resume from");
     state = TrainerState::from_json(nlohmann::json::parse(it->second), last);
-    load_checkpoint_weights(last, net);
+    load_checkpoint_weights(info, last, net);
     result.history = read_history(run.path("history.jsonl"), state.epoch, config.rule);
-    if (state.best_epoch > 0) {
-      Net best(config.model, input, data.classes, be, 1, DType::F32, config.seed);
-      load_checkpoint_weights(run.path("best.safetensors"), best);
-      best_state = best.state();
-    }
+    if (state.best_epoch > 0) best_state = read_checkpoint_tensors(run.path("best.safetensors"), DType::F32);
     stopper.restore(state.stopper_best, state.stopper_wait);
     if (log) log("resuming at epoch " + std::to_string(state.epoch + 1) + ", batch " +
                  std::to_string(state.batch) + " (step " + std::to_string(state.global_step) + ")");
