@@ -11,6 +11,7 @@
 #include "model/net.h"
 #include "train/device_data.h"
 #include "train/trainer.h"
+#include "train/step_runner.h"
 #include "train/training_step.h"
 
 namespace bp::cli {
@@ -39,12 +40,12 @@ double median(std::vector<double> v) {
 
 int run_bench(const std::vector<std::string>& argv) {
   const Args args(argv, {"model", "rule", "steps", "repeats", "warmup", "batch", "threads",
-                         "backend", "input", "classes", "seed"},
-                  {"help"});
+                         "backend", "input", "classes", "seed", "math"},
+                  {"help", "no-graphs"});
   if (args.flag("help")) {
     std::fputs("usage: brainprop bench --model NAME|FILE --rule brainprop|ebp [--steps 50] "
                "[--repeats 5] [--warmup 10] [--batch N] [--threads N] [--backend auto|cpu|cuda] "
-               "[--input 28x28x1] [--classes 10]\n"
+               "[--input 28x28x1] [--classes 10] [--math fp32|tf32] [--no-graphs]\n"
                "Prints JSON: ms_per_step_median over repeats (each of --steps steps) after "
                "--warmup steps, and images_per_second.\n",
                stdout);
@@ -58,11 +59,12 @@ int run_bench(const std::vector<std::string>& argv) {
   const int classes = args.get_int("classes", 10);
   const Shape input = parse_input_shape(args.get("input", "28x28x1"));
   BP_CHECK(steps > 0 && repeats > 0 && warmup >= 0 && batch > 0, "steps, repeats, batch must be > 0");
-  auto be = make_backend(args.get("backend", "auto"), args.get_int("threads", 0));
+  auto be = make_backend(args.get("backend", "auto"), args.get_int("threads", 0),
+                         args.get("math", "fp32"));
 
   // Synthetic images: the step's cost does not depend on pixel values.
   ImageSet synthetic;
-  synthetic.count = std::max<int64_t>(int64_t(batch) * 8, 1024);
+  synthetic.count = std::max<int64_t>(int64_t(batch) * 16, 1024);
   synthetic.height = int(input[0]);
   synthetic.width = int(input[1]);
   synthetic.channels = int(input[2]);
@@ -80,10 +82,11 @@ int run_bench(const std::vector<std::string>& argv) {
   Tensor stats = be->empty({kStatCount}, DType::F64);
   be->fill(stats, 0.0);
   const int64_t batches = synthetic.count / batch;
+  StepRunner runner(*be, loader, step, batch, !args.flag("no-graphs"));
   uint64_t global = 0;
   auto one_step = [&] {
-    loader.load(int64_t(global % uint64_t(batches)), batch);
-    step.run(loader.x(), loader.y(), 0.01, global++, stats);
+    runner.run(int64_t(global % uint64_t(batches)), 0.01, global, stats);
+    ++global;
   };
   for (int i = 0; i < warmup; ++i) one_step();
   be->synchronize();
@@ -102,6 +105,8 @@ int run_bench(const std::vector<std::string>& argv) {
                               {"device", be->name()},
                               {"batch", batch},
                               {"threads", args.get_int("threads", 0)},
+                              {"math", args.get("math", "fp32")},
+                              {"graphs", runner.replays() > 0},
                               {"steps", steps},
                               {"warmup", warmup},
                               {"repeats", repeats},

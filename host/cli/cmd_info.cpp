@@ -30,7 +30,7 @@ int run_info(const std::vector<std::string>& argv) {
                               {"architectures", cu.compiled_archs},
                               {"runtime_version", cu.runtime_version},
                               {"driver_version", cu.driver_version},
-                              {"training_backend", false}}}}},
+                              {"training_backend", true}, {"math_modes", {"fp32", "tf32"}}}}}},
       {"devices", devices},
       {"why_no_device", cu.why_no_device},
       {"models_directory", models_directory()}};
@@ -42,7 +42,7 @@ int run_info(const std::vector<std::string>& argv) {
   std::printf("cpu backend: OpenBLAS (%s), %d OpenMP threads\n", openblas_get_config(),
               omp_get_max_threads());
   if (cu.compiled) {
-    std::printf("cuda: compiled for %s (runtime %d, driver %d); training backend not yet built\n",
+    std::printf("cuda: compiled for %s (runtime %d, driver %d); training backend: --backend cuda, --math fp32|tf32\n",
                 cu.compiled_archs.c_str(), cu.runtime_version, cu.driver_version);
   } else {
     std::printf("cuda: not compiled in\n");

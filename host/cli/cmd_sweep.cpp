@@ -42,7 +42,7 @@ int run_sweep(const std::vector<std::string>& argv) {
   std::set<std::string> value_options = training_value_options();
   value_options.insert({"data", "models", "rules", "seeds", "seed-list", "out"});
   value_options.erase("seed");
-  const Args args(argv, value_options, {"help", "no-progress", "dry-run"});
+  const Args args(argv, value_options, {"help", "no-progress", "no-graphs", "dry-run"});
   if (args.flag("help")) {
     std::fputs(kSweepHelp, stdout);
     return 0;
@@ -93,7 +93,7 @@ int run_sweep(const std::vector<std::string>& argv) {
       auto it = loaded.find(c.data_spec);
       if (it == loaded.end())
         it = loaded.emplace(c.data_spec, load_dataset(c.data_spec, DataLimits{c.train_limit, c.test_limit})).first;
-      auto backend = make_backend(c.backend, c.threads);
+      auto backend = make_backend(c.backend, c.threads, c.math);
       std::printf("[%zu/%zu] %s (%s)\n", i + 1, runs.size(), r.name.c_str(), run_status_name(status[i]));
       std::fflush(stdout);
       const TrainResult result = train(

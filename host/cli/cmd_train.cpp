@@ -39,13 +39,18 @@ training:  --epochs N           at most N epochs (default 500)
            --min-delta X        smallest val-accuracy gain that counts (default 0.001)
            --seed N             run seed (default 1)
            --eval-batch N       batch size for evaluation (default 500)
-running:   --backend auto|cpu|cuda   --threads N (default: all cores)
+running:   --backend auto|cpu|cuda  auto: the first CUDA device if there is one, else the CPU
+           --threads N          CPU threads (default: all cores)
+           --math fp32|tf32     GPU GEMM/convolution precision (default fp32, the CPU's;
+                                tf32 uses tensor cores, several times faster on A100/H100)
            --resume RUN_DIR     continue an interrupted run from its last.safetensors with the
                                 same schedule, early-stopping state and RNG position
                                 (--epochs may raise the limit)
            --out RUN_DIR        where config, history, summary and checkpoints go
                                 (default runs/<time>-<data>-<model>-<rule>-s<seed>)
            --no-progress        no live progress bar
+           --no-graphs          launch every kernel of a step instead of replaying it as a
+                                CUDA graph (for profiling; same results)
 )";
 
 std::string default_run_dir(const TrainConfig& c) {
@@ -61,7 +66,7 @@ std::string default_run_dir(const TrainConfig& c) {
 int run_train(const std::vector<std::string>& argv) {
   std::set<std::string> value_options = training_value_options();
   value_options.insert({"data", "data-dir", "model", "rule", "out", "resume"});
-  const Args args(argv, value_options, {"help", "no-progress"});
+  const Args args(argv, value_options, {"help", "no-progress", "no-graphs"});
   if (args.flag("help")) {
     std::fputs(kTrainHelp, stdout);
     return 0;
@@ -78,7 +83,9 @@ int run_train(const std::vector<std::string>& argv) {
     c.max_epochs = args.get_int("epochs", c.max_epochs);
     c.backend = args.get("backend", c.backend);
     c.threads = args.get_int("threads", c.threads);
+    c.math = args.get("math", c.math);
     c.progress = !args.flag("no-progress");
+    c.graphs = !args.flag("no-graphs");
     c.out_dir = dir;
     const bool has_checkpoint = std::filesystem::exists(dir + "/last.safetensors");
     if (!has_checkpoint) std::printf("%s has no last.safetensors yet: starting the run afresh\n", dir.c_str());

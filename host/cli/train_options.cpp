@@ -24,7 +24,7 @@ const std::set<std::string>& training_value_options() {
   static const std::set<std::string> names = {
       "epochs", "batch", "lr", "lr-decay-every", "lr-decay-factor", "epsilon", "patience",
       "min-delta", "seed", "val", "holdout-fraction", "train-limit", "test-limit", "backend",
-      "threads", "eval-batch"};
+      "threads", "eval-batch", "math"};
   return names;
 }
 
@@ -44,8 +44,11 @@ void apply_training_options(const Args& args, TrainConfig& c) {
   c.test_limit = args.get_int64("test-limit", c.test_limit);
   c.backend = args.get("backend", c.backend);
   c.threads = args.get_int("threads", c.threads);
+  c.math = args.get("math", c.math);
+  parse_math_mode(c.math);  // reject a bad value before any data is loaded
   c.eval_batch = args.get_int("eval-batch", c.eval_batch);
   c.progress = !args.flag("no-progress");
+  c.graphs = !args.flag("no-graphs");
 }
 
 std::string reference_data_spec(const std::string& dataset, const std::string& dir) {
@@ -75,7 +78,7 @@ std::string data_short_name(const std::string& spec) {
 
 int run_training(const TrainConfig& c, bool resume) {
   const Dataset data = load_dataset(c.data_spec, DataLimits{c.train_limit, c.test_limit});
-  auto backend = make_backend(c.backend, c.threads);
+  auto backend = make_backend(c.backend, c.threads, c.math);
   std::printf("brainprop train: %s on %s (%lld train / %lld test images, %d classes), rule %s, "
               "backend %s, validation on %s\nrun directory: %s\n",
               c.model.name.c_str(), data.source.c_str(), static_cast<long long>(data.train.count),

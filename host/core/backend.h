@@ -4,11 +4,13 @@
 // Contracts: "=" overwrites the output, "+=" accumulates into it.
 #pragma once
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <string>
 
 #include "core/tensor.h"
 #include "math/conv_geometry.h"
+#include "math/philox.h"
 
 namespace bp {
 
@@ -27,6 +29,22 @@ struct BrainPropHeadArgs {
   float epsilon;  // exploration probability of the Max-Boltzmann controller
   uint64_t seed;  // run seed
   uint64_t step;  // global training step (the Philox counter)
+};
+
+// Precision of GEMMs and convolutions on backends with tensor cores. FP32 is the default:
+// it matches the CPU reference to float rounding; TF32 (10-bit mantissa inputs, fp32
+// accumulation) is several times faster on Ampere/Hopper and the paper's nets train the same.
+enum class MathMode : uint8_t { FP32, TF32 };
+MathMode parse_math_mode(const std::string& text);
+const char* math_mode_name(MathMode mode);
+
+// A recorded training step (see Backend::capture_step).
+class StepGraph {
+ public:
+  virtual ~StepGraph() = default;
+  // Runs the step again as if its ops were called with gather_batch's `first` moved by
+  // `batches_ahead` times its batch rows and the Philox `step` arguments by `steps_ahead`.
+  virtual void replay(int64_t batches_ahead, int64_t steps_ahead) = 0;
 };
 
 class Backend {
@@ -53,6 +71,10 @@ class Backend {
   // out[r, :] = scale[r] * w[index[r], :]   (the output layer's BrainProp feedback: a row gather)
   virtual void gather_rows_scaled(const Tensor& w, const Tensor& index, const Tensor& scale,
                                   Tensor& out) = 0;
+  // out[r, :] = gate(y[r, :]) * scale[r] * w[index[r], :]: the same gather with the ReLU below
+  // gating it in one pass (the fused BrainProp feedback of the layer under the output).
+  virtual void gather_rows_scaled_gated(const Tensor& w, const Tensor& index, const Tensor& scale,
+                                        const Tensor& y, Tensor& out) = 0;
   // w = decay * w;  w[index[r], :] -= step * scale[r] * x[r, :]  (its update: a scatter-add)
   virtual void scatter_update_rows(Tensor& w, const Tensor& index, const Tensor& scale,
                                    const Tensor& x, double decay, double step) = 0;
@@ -124,8 +146,27 @@ class Backend {
   // for r < x.dim(0). images uint8 [N, ...], labels int32 [N], order int32 [M].
   virtual void gather_batch(const Tensor& images, const Tensor& labels, const Tensor& order,
                             int64_t first, Tensor& x, Tensor& y) = 0;
+  // order[0 .. order.numel()) = the seeded permutation of shuffle.h (Philox keys sorted with
+  // the index as tie-break), made where the data lives.
+  virtual void seeded_permutation(Tensor& order, uint64_t seed, RngStream stream,
+                                  uint32_t round) = 0;
+
+  // --- graphs (optional) ---
+  // Records the ops `body` issues (without running them) as one replayable step; nullptr
+  // where the backend cannot. Scalars such as learning rates are fixed at capture; the batch
+  // offset and the step move with StepGraph::replay. The same ops must have run once outside
+  // a capture with the same shapes, so that lazy set-up (algorithm choice, workspaces) is done.
+  virtual std::unique_ptr<StepGraph> capture_step(const std::function<void()>& body) {
+    (void)body;
+    return nullptr;
+  }
 };
 
 std::unique_ptr<Backend> make_cpu_backend(int threads);
+// The CUDA backend on device `device`; throws with the reason where the build has no CUDA or
+// no such device exists.
+std::unique_ptr<Backend> make_cuda_backend(int device, MathMode math);
+// Whether a CUDA device can be used; `why` gets the reason when not.
+bool cuda_backend_available(std::string* why);
 
 }  // namespace bp

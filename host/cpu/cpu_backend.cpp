@@ -5,6 +5,7 @@
 #include <cblas.h>
 #include <omp.h>
 
+#include <algorithm>
 #include <cstdlib>
 #include <cstring>
 #include <vector>
@@ -14,6 +15,7 @@
 #include "cpu/norm_pool_ops.h"
 #include "math/activation.h"
 #include "math/heads.h"
+#include "math/shuffle_key.h"
 #include "cpu/blas_gemm.h"
 #include "cpu/dispatch.h"
 
@@ -152,6 +154,30 @@ class CpuBackend final : public Backend {
       for (int64_t r = 0; r < rows; ++r) {
         const T* row = src + static_cast<int64_t>(idx[r]) * cols;
         for (int64_t c = 0; c < cols; ++c) dst[r * cols + c] = s[r] * row[c];
+      }
+    });
+  }
+
+  void gather_rows_scaled_gated(const Tensor& w, const Tensor& index, const Tensor& scale,
+                                const Tensor& y, Tensor& out) override {
+    check_same_dtype(w, out, "gather_rows_scaled_gated");
+    check_same_dtype(y, out, "gather_rows_scaled_gated");
+    const int64_t rows = out.dim(0), cols = w.dim(1);
+    BP_CHECK(out.row_elements() == cols && y.numel() == out.numel() && index.numel() >= rows &&
+                 scale.numel() >= rows,
+             "gather_rows_scaled_gated: shapes do not agree");
+    dispatch_float(w.dtype(), "gather_rows_scaled_gated", [&](auto* tag) {
+      using T = std::remove_pointer_t<decltype(tag)>;
+      const T* src = w.data<T>();
+      const int32_t* idx = index.data<int32_t>();
+      const T* s = scale.data<T>();
+      const T* act = y.data<T>();
+      T* dst = out.data<T>();
+#pragma omp parallel for schedule(static)
+      for (int64_t r = 0; r < rows; ++r) {
+        const T* row = src + static_cast<int64_t>(idx[r]) * cols;
+        for (int64_t c = 0; c < cols; ++c)
+          dst[r * cols + c] = gated_feedback(s[r] * row[c], act[r * cols + c]);
       }
     });
   }
@@ -359,6 +385,19 @@ class CpuBackend final : public Backend {
         yl[r] = lab[ord[r]];
       }
     });
+  }
+
+  void seeded_permutation(Tensor& order, uint64_t seed, RngStream stream, uint32_t round) override {
+    const int64_t count = order.numel();
+    BP_CHECK(count < (int64_t(1) << 31), "cannot order " << count << " items");
+    std::vector<std::pair<uint64_t, int32_t>> keyed(static_cast<size_t>(count));
+#pragma omp parallel for schedule(static)
+    for (int64_t i = 0; i < count; ++i)
+      keyed[size_t(i)] = {shuffle_key(seed, stream, static_cast<uint32_t>(i), round),
+                          static_cast<int32_t>(i)};
+    std::sort(keyed.begin(), keyed.end());
+    int32_t* out = order.data<int32_t>();
+    for (int64_t i = 0; i < count; ++i) out[i] = keyed[size_t(i)].second;
   }
 };
 

@@ -42,12 +42,17 @@ Tensor DenseLayer::backward(Backend& be, const Tensor& x, const Tensor&, const T
 }
 
 Tensor DenseLayer::backward_selected(Backend& be, const Tensor& x, const Tensor& action,
-                                     const Tensor& err, bool need_dx, const UpdateArgs& update) {
+                                     const Tensor& err, bool need_dx, const UpdateArgs& update,
+                                     const Tensor* gate_y) {
   const int64_t batch = x.dim(0);
   Tensor dx;
   if (need_dx) {
     dx = dx_.rows(batch);
-    be.gather_rows_scaled(weight_, action, err, dx);  // phi^{N-1} = W[s, :], times the error
+    // phi^{N-1} = W[s, :], times the error (and the gate of the ReLU below, when fused)
+    if (gate_y)
+      be.gather_rows_scaled_gated(weight_, action, err, *gate_y, dx);
+    else
+      be.gather_rows_scaled(weight_, action, err, dx);
   }
   const SgdCoefficients k = sgd_coefficients(update.lr, l2_, update.batch);
   be.scatter_update_rows(weight_, action, err, x, k.decay, k.step);

@@ -20,8 +20,9 @@ class DenseLayer final : public Layer {
   Tensor backward(Backend& be, const Tensor& x, const Tensor& y, const Tensor& dy, bool need_dx,
                   const UpdateArgs& update) override;
   // BrainProp at the output: per sample b only unit action[b] carries the error err[b].
+  // With gate_y (the output of a ReLU feeding this layer) the feedback comes back gated.
   Tensor backward_selected(Backend& be, const Tensor& x, const Tensor& action, const Tensor& err,
-                           bool need_dx, const UpdateArgs& update);
+                           bool need_dx, const UpdateArgs& update, const Tensor* gate_y = nullptr);
   std::vector<NamedParam> params() override;
 
   Tensor& weight() { return weight_; }

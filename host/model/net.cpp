@@ -2,6 +2,8 @@
 
 #include <cstring>
 
+#include "core/trace.h"
+
 namespace bp {
 
 Net::Net(const ModelSpec& spec, const Shape& input_shape, int classes, Backend& be, int max_batch,
@@ -39,29 +41,45 @@ Tensor Net::forward(const Tensor& x, bool training, uint64_t step) {
                                                 << max_batch_);
   Tensor h = x;
   for (size_t i = 0; i < hidden_.size(); ++i) {
+    TraceRange range(hidden_[i]->name() + ".forward");
     inputs_[i] = h;
     h = hidden_[i]->forward(be_, h, args);
     outputs_[i] = h;
   }
   inputs_.back() = h;
+  TraceRange range("output.forward");
   return output_.forward(be_, h, args);
 }
 
 void Net::propagate_down(size_t top, Tensor feedback, const UpdateArgs& update) {
-  for (size_t i = top; i-- > 0;)
+  for (size_t i = top; i-- > 0;) {
+    TraceRange range(hidden_[i]->name() + ".backward");
     feedback = hidden_[i]->backward(be_, inputs_[i], outputs_[i], feedback, i > 0, update);
+  }
 }
 
 void Net::backward(const Tensor& dlogits, const UpdateArgs& update) {
   const bool need_dx = !hidden_.empty();
-  Tensor fb = output_.backward(be_, inputs_.back(), Tensor(), dlogits, need_dx, update);
+  Tensor fb;
+  {
+    TraceRange range("output.backward");
+    fb = output_.backward(be_, inputs_.back(), Tensor(), dlogits, need_dx, update);
+  }
   propagate_down(hidden_.size(), fb, update);
 }
 
 void Net::backward_selected(const Tensor& action, const Tensor& err, const UpdateArgs& update) {
+  // A ReLU right under the output gates the selected rows of W as they are gathered (one
+  // pass instead of two), and is then skipped on the way down.
+  const bool fuse_gate = !hidden_.empty() && hidden_.back()->type() == "relu";
   const bool need_dx = !hidden_.empty();
-  Tensor fb = output_.backward_selected(be_, inputs_.back(), action, err, need_dx, update);
-  propagate_down(hidden_.size(), fb, update);
+  Tensor fb;
+  {
+    TraceRange range(fuse_gate ? "output+relu.backward (fused gate)" : "output.backward");
+    fb = output_.backward_selected(be_, inputs_.back(), action, err, need_dx, update,
+                                   fuse_gate ? &outputs_.back() : nullptr);
+  }
+  propagate_down(hidden_.size() - (fuse_gate ? 1 : 0), fb, update);
 }
 
 std::vector<NamedParam> Net::params() {

@@ -43,6 +43,12 @@ void BatchLoader::set_identity_order() {
   set_order(order);
 }
 
+void BatchLoader::shuffle(uint64_t seed, int epoch) {
+  if (data_.count() == 0) return;
+  Tensor view = order_.rows(data_.count());
+  be_.seeded_permutation(view, seed, RngStream::kShuffle, static_cast<uint32_t>(epoch));
+}
+
 void BatchLoader::load(int64_t index, int batch_size) {
   const int64_t first = index * batch_size;
   const int64_t rows = std::min<int64_t>(batch_size, data_.count() - first);

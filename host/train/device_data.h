@@ -25,9 +25,12 @@ class DeviceImages {
 class BatchLoader {
  public:
   BatchLoader(Backend& be, const DeviceImages& data, int max_batch, DType dtype);
-  // Sets the visiting order (an upload: once per epoch).
+  // Sets the visiting order (an upload).
   void set_order(const std::vector<int32_t>& order);
   void set_identity_order();
+  // Epoch `epoch`'s shuffle (shuffle.h's epoch_permutation), made on the backend.
+  void shuffle(uint64_t seed, int epoch);
+  int64_t count() const { return data_.count(); }
   int64_t batches(int batch_size) const { return (data_.count() + batch_size - 1) / batch_size; }
   // Gathers batch `index` of the current order; the last one may be partial.
   void load(int64_t index, int batch_size);

@@ -4,6 +4,7 @@
 #include <utility>
 
 #include "core/error.h"
+#include "math/shuffle_key.h"
 
 namespace bp {
 
@@ -11,10 +12,9 @@ std::vector<int32_t> seeded_permutation(int64_t count, uint64_t seed, RngStream 
                                         uint32_t round) {
   BP_CHECK(count >= 0 && count < (int64_t(1) << 31), "cannot order " << count << " items");
   std::vector<std::pair<uint64_t, int32_t>> keyed(static_cast<size_t>(count));
-  for (int64_t i = 0; i < count; ++i) {
-    const Philox4 r = philox_draw(seed, stream, static_cast<uint32_t>(i), round);
-    keyed[size_t(i)] = {(uint64_t(r.v[0]) << 32) | r.v[1], static_cast<int32_t>(i)};
-  }
+  for (int64_t i = 0; i < count; ++i)
+    keyed[size_t(i)] = {shuffle_key(seed, stream, static_cast<uint32_t>(i), round),
+                        static_cast<int32_t>(i)};
   std::sort(keyed.begin(), keyed.end());
   std::vector<int32_t> order(static_cast<size_t>(count));
   for (size_t i = 0; i < order.size(); ++i) order[i] = keyed[i].second;

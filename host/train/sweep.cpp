@@ -56,10 +56,10 @@ RunStatus run_status(const TrainConfig& wanted) {
   } catch (const nlohmann::json::parse_error& e) {
     BP_FAIL(config_path << ": not valid JSON: " << e.what());
   }
-  // How a run executes (threads, backend) and how long it may go on may change between
+  // How a run executes (threads, backend, math mode) and how long it may go on may change between
   // invocations; what it computes may not.
   nlohmann::json want = config_to_json(wanted);
-  for (const char* free_field : {"threads", "backend", "max_epochs"}) {
+  for (const char* free_field : {"threads", "backend", "math", "max_epochs"}) {
     stored.erase(free_field);
     want.erase(free_field);
   }

@@ -38,6 +38,7 @@ nlohmann::json config_to_json(const TrainConfig& c) {
           {"test_limit", c.test_limit},
           {"backend", c.backend},
           {"threads", c.threads},
+          {"math", c.math},
           {"eval_batch", c.eval_batch}};
 }
 
@@ -63,6 +64,7 @@ TrainConfig config_from_json(const nlohmann::json& doc, const std::string& sourc
     c.test_limit = doc.at("test_limit").get<int64_t>();
     c.backend = doc.at("backend").get<std::string>();
     c.threads = doc.at("threads").get<int>();
+    c.math = doc.value("math", std::string("fp32"));  // absent before the CUDA backend
     c.eval_batch = doc.at("eval_batch").get<int>();
   } catch (const nlohmann::json::exception& e) {
     BP_FAIL(source << ": not a brainprop run configuration: " << e.what());

@@ -34,9 +34,11 @@ struct TrainConfig {
   int64_t train_limit = -1, test_limit = -1;
   std::string backend = "auto";
   int threads = 0;  // 0: all cores
+  std::string math = "fp32";  // fp32 | tf32: GEMM/convolution precision on the GPU
   std::string out_dir;
   int eval_batch = 1000;
   bool progress = true;
+  bool graphs = true;  // replay each step as a recorded graph where the backend can
   // Stop as if interrupted once this many steps have run (-1: never). For testing resume.
   int64_t halt_after_steps = -1;
 };

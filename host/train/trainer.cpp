@@ -16,7 +16,7 @@
 #include "train/interrupt.h"
 #include "train/progress.h"
 #include "train/schedule.h"
-#include "train/shuffle.h"
+#include "train/step_runner.h"
 #include "train/training_step.h"
 
 namespace bp {
@@ -45,11 +45,16 @@ nlohmann::json TrainSummary::to_json() const {
           {"val_protocol", val_protocol}};
 }
 
-std::unique_ptr<Backend> make_backend(const std::string& name, int threads) {
-  if (name == "cpu" || name == "auto") return make_cpu_backend(threads);
-  if (name == "cuda")
-    BP_FAIL("--backend cuda: this version has no CUDA training backend yet (the CUDA dense path "
-            "is being built); use --backend cpu");
+std::unique_ptr<Backend> make_backend(const std::string& name, int threads,
+                                      const std::string& math) {
+  const MathMode mode = parse_math_mode(math);
+  if (name == "cpu") return make_cpu_backend(threads);
+  if (name == "cuda") return make_cuda_backend(0, mode);
+  if (name == "auto") {
+    std::string why;
+    if (cuda_backend_available(&why)) return make_cuda_backend(0, mode);
+    return make_cpu_backend(threads);
+  }
   BP_FAIL("unknown backend \"" << name << "\" (known: auto, cpu, cuda)");
 }
 
@@ -194,6 +199,7 @@ TrainResult train(const TrainConfig& config, const Dataset& data, Backend& be,
   BatchLoader val_loader(be, val_dev, config.eval_batch, DType::F32);
   BatchLoader test_loader(be, test_dev, config.eval_batch, DType::F32);
   Tensor stats = be.empty({kStatCount}, DType::F64);
+  StepRunner runner(be, train_loader, step, config.batch_size, config.graphs);
 
   const RunDirectory run(config.out_dir);
   const LrSchedule schedule{config.lr, config.lr_decay_every, config.lr_decay_factor};
@@ -238,7 +244,7 @@ TrainResult train(const TrainConfig& config, const Dataset& data, Backend& be,
     EpochRecord rec;
     rec.epoch = epoch + 1;
     rec.lr = schedule.at(epoch);
-    train_loader.set_order(epoch_permutation(train_dev.count(), config.seed, epoch));
+    train_loader.shuffle(config.seed, epoch);
     // A resumed partial epoch starts from the batch and running sums it stopped at.
     const int64_t first_batch = state.batch;
     std::vector<double> start_stats(kStatCount, 0.0);
@@ -250,8 +256,7 @@ TrainResult train(const TrainConfig& config, const Dataset& data, Backend& be,
     ProgressBar bar(config.progress, rec.epoch, config.max_epochs, batches);
     bool interrupted = false;
     for (int64_t b = first_batch; b < batches; ++b) {
-      train_loader.load(b, config.batch_size);
-      step.run(train_loader.x(), train_loader.y(), rec.lr, state.global_step++, stats);
+      runner.run(b, rec.lr, state.global_step++, stats);
       bar.update(b + 1, std::min<int64_t>((b + 1) * config.batch_size, train_dev.count()));
       const bool halt = config.halt_after_steps >= 0 &&
                         state.global_step >= static_cast<uint64_t>(config.halt_after_steps);

@@ -53,8 +53,11 @@ struct TrainerState {
   static TrainerState from_json(const nlohmann::json& j, const std::string& source);
 };
 
-// Picks "cpu" or "cuda" for --backend auto|cpu|cuda, with a reason when cuda is refused.
-std::unique_ptr<Backend> make_backend(const std::string& name, int threads);
+// The backend for --backend auto|cpu|cuda: auto takes the first CUDA device when there is one
+// and the CPU otherwise; cuda without a usable device fails with the reason. `math` applies to
+// the CUDA backend (the CPU computes in plain fp32 either way).
+std::unique_ptr<Backend> make_backend(const std::string& name, int threads,
+                                      const std::string& math = "fp32");
 
 // Runs a whole training job. With config.out_dir set, writes config.json, history.jsonl,
 // summary.json, best.safetensors and last.safetensors there (each atomically).

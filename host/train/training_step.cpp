@@ -1,5 +1,6 @@
 #include "train/training_step.h"
 
+#include "core/trace.h"
 #include "train/device_data.h"
 
 namespace bp {
@@ -17,18 +18,30 @@ void TrainingStep::run(const Tensor& x, const Tensor& labels, double lr, uint64_
                        Tensor& stats) {
   Backend& be = net_.backend();
   const int64_t batch = x.dim(0);
-  const Tensor logits = net_.forward(x, true, step);
+  Tensor logits;
+  {
+    TraceRange range("forward");
+    logits = net_.forward(x, true, step);
+  }
   const UpdateArgs update{lr, static_cast<int>(batch)};
   if (rule_ == Rule::BrainProp) {
     action_view_ = action_.rows(batch);
     err_view_ = err_.rows(batch);
-    be.brainprop_head(logits, labels,
-                      BrainPropHeadArgs{static_cast<float>(epsilon_), seed_, step}, action_view_,
-                      err_view_, stats);
+    {
+      TraceRange range("brainprop head (action, reward, RPE)");
+      be.brainprop_head(logits, labels,
+                        BrainPropHeadArgs{static_cast<float>(epsilon_), seed_, step},
+                        action_view_, err_view_, stats);
+    }
+    TraceRange range("backward (feedback + in-place update)");
     net_.backward_selected(action_view_, err_view_, update);
   } else {
     Tensor grad = dlogits_.rows(batch);
-    be.softmax_xent_head(logits, labels, grad, stats);
+    {
+      TraceRange range("softmax cross-entropy head");
+      be.softmax_xent_head(logits, labels, grad, stats);
+    }
+    TraceRange range("backward (gradient + in-place update)");
     net_.backward(grad, update);
   }
 }

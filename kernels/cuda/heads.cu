@@ -1,0 +1,101 @@
+// Output heads: BrainProp's Max-Boltzmann action selection, reward and RPE; EBP's softmax
+// cross-entropy; and the correct-count of evaluation. One block: the batch is small (<= a few
+// thousand rows), each thread takes rows t, t + 256, ..., and the epoch's running sums are
+// reduced in a fixed order in shared memory and added to the device stats (no host sync).
+#include "core/backend.h"
+#include "cuda/launch.cuh"
+#include "cuda/ops.h"
+#include "math/heads.h"
+
+namespace bp::cuda {
+namespace {
+
+constexpr int kHeadThreads = 256;
+constexpr int kSums = 4;  // loss, correct, reward, explored
+
+// Adds each thread's kSums values over the block in a fixed tree order into stats.
+__device__ void reduce_into_stats(double (&mine)[kSums], double* stats, int64_t batch) {
+  __shared__ double shared[kSums][kHeadThreads];
+  for (int k = 0; k < kSums; ++k) shared[k][threadIdx.x] = mine[k];
+  __syncthreads();
+  for (int width = kHeadThreads / 2; width > 0; width /= 2) {
+    if (threadIdx.x < width)
+      for (int k = 0; k < kSums; ++k) shared[k][threadIdx.x] += shared[k][threadIdx.x + width];
+    __syncthreads();
+  }
+  if (threadIdx.x == 0) {
+    stats[kStatLoss] += shared[0][0];
+    stats[kStatCorrect] += shared[1][0];
+    stats[kStatReward] += shared[2][0];
+    stats[kStatExplored] += shared[3][0];
+    stats[kStatSamples] += double(batch);
+  }
+}
+
+__global__ void brainprop_head_kernel(const float* __restrict__ logits,
+                                      const int32_t* __restrict__ labels, int64_t batch,
+                                      int classes, float epsilon, uint64_t seed, StepArg step,
+                                      int32_t* __restrict__ action, float* __restrict__ err,
+                                      double* __restrict__ stats) {
+  const uint64_t at = uint64_t(step.value());
+  double mine[kSums] = {0, 0, 0, 0};
+  for (int64_t b = threadIdx.x; b < batch; b += blockDim.x) {
+    const float* row = logits + b * classes;
+    const ActionChoice choice =
+        max_boltzmann_select(row, classes, epsilon, seed, at, static_cast<uint32_t>(b));
+    const float reward = reward_for<float>(choice.action, labels[b]);
+    const float delta = reward - row[choice.action];
+    action[b] = choice.action;
+    err[b] = -delta;
+    mine[0] += double(brainprop_sample_loss(delta));
+    mine[1] += argmax_row(row, classes) == labels[b] ? 1.0 : 0.0;
+    mine[2] += double(reward);
+    mine[3] += choice.explored ? 1.0 : 0.0;
+  }
+  reduce_into_stats(mine, stats, batch);
+}
+
+__global__ void softmax_xent_kernel(const float* __restrict__ logits,
+                                    const int32_t* __restrict__ labels, int64_t batch, int classes,
+                                    float* __restrict__ grad, double* __restrict__ stats) {
+  double mine[kSums] = {0, 0, 0, 0};
+  for (int64_t b = threadIdx.x; b < batch; b += blockDim.x) {
+    const float* row = logits + b * classes;
+    mine[0] += double(softmax_xent_row(row, classes, labels[b], grad + b * classes));
+    mine[1] += argmax_row(row, classes) == labels[b] ? 1.0 : 0.0;
+  }
+  reduce_into_stats(mine, stats, batch);
+}
+
+__global__ void count_correct_kernel(const float* __restrict__ logits,
+                                     const int32_t* __restrict__ labels, int64_t batch,
+                                     int classes, double* __restrict__ stats) {
+  double mine[kSums] = {0, 0, 0, 0};
+  for (int64_t b = threadIdx.x; b < batch; b += blockDim.x)
+    mine[1] += argmax_row(logits + b * classes, classes) == labels[b] ? 1.0 : 0.0;
+  reduce_into_stats(mine, stats, batch);
+}
+
+}  // namespace
+
+void brainprop_head(const float* logits, const int32_t* labels, int64_t batch, int classes,
+                    float epsilon, uint64_t seed, StepArg step, int32_t* action, float* err,
+                    double* stats, cudaStream_t s) {
+  brainprop_head_kernel<<<1, kHeadThreads, 0, s>>>(logits, labels, batch, classes, epsilon, seed,
+                                                    step, action, err, stats);
+  BP_CUDA_CHECK_LAUNCH(brainprop_head_kernel);
+}
+
+void softmax_xent_head(const float* logits, const int32_t* labels, int64_t batch, int classes,
+                       float* grad, double* stats, cudaStream_t s) {
+  softmax_xent_kernel<<<1, kHeadThreads, 0, s>>>(logits, labels, batch, classes, grad, stats);
+  BP_CUDA_CHECK_LAUNCH(softmax_xent_kernel);
+}
+
+void count_correct(const float* logits, const int32_t* labels, int64_t batch, int classes,
+                   double* stats, cudaStream_t s) {
+  count_correct_kernel<<<1, kHeadThreads, 0, s>>>(logits, labels, batch, classes, stats);
+  BP_CUDA_CHECK_LAUNCH(count_correct_kernel);
+}
+
+}  // namespace bp::cuda

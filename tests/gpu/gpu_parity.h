@@ -1,0 +1,100 @@
+// The GPU parity harness: a CPU and a CUDA backend side by side, random inputs made on the
+// host and uploaded to both, GPU outputs poisoned (NaN) before each op so a kernel that skips
+// an element fails, and a relative-error comparison with the tolerance stated at each use.
+#pragma once
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstdint>
+#include <limits>
+#include <memory>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "core/backend.h"
+
+namespace bp::test {
+
+class GpuParity : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    std::string why;
+    if (!cuda_backend_available(&why)) GTEST_SKIP() << "no CUDA device: " << why;
+    cpu_ = make_cpu_backend(1);
+    gpu_ = make_cuda_backend(0, MathMode::FP32);
+  }
+
+  // Random floats in [lo, hi) from a fixed seed.
+  static std::vector<float> random_floats(int64_t n, uint32_t seed, float lo = -1.f, float hi = 1.f) {
+    std::mt19937 gen(seed);
+    std::uniform_real_distribution<float> dist(lo, hi);
+    std::vector<float> v(static_cast<size_t>(n));
+    for (float& x : v) x = dist(gen);
+    return v;
+  }
+
+  // The same host values as a tensor on each backend.
+  template <typename T>
+  std::pair<Tensor, Tensor> both(const Shape& shape, const std::vector<T>& host) {
+    EXPECT_EQ(int64_t(host.size()), shape_elements(shape));
+    Tensor c = cpu_->empty(shape, dtype_of<T>());
+    Tensor g = gpu_->empty(shape, dtype_of<T>());
+    cpu_->copy_from_host(c, host.data());
+    gpu_->copy_from_host(g, host.data());
+    return {c, g};
+  }
+  std::pair<Tensor, Tensor> random_pair(const Shape& shape, uint32_t seed, float lo = -1.f,
+                                        float hi = 1.f) {
+    return both(shape, random_floats(shape_elements(shape), seed, lo, hi));
+  }
+
+  // An output on each backend; the GPU one filled with NaN so unwritten elements show.
+  std::pair<Tensor, Tensor> outputs(const Shape& shape, DType dtype = DType::F32) {
+    Tensor c = cpu_->empty(shape, dtype);
+    Tensor g = gpu_->empty(shape, dtype);
+    cpu_->fill(c, 0.0);
+    poison(g);
+    return {c, g};
+  }
+  void poison(Tensor& t) {
+    gpu_->fill(t, t.dtype() == DType::F32 || t.dtype() == DType::F64
+                      ? std::numeric_limits<double>::quiet_NaN()
+                      : -7.0);
+  }
+
+  template <typename T>
+  std::vector<T> host(Backend& be, const Tensor& t) {
+    std::vector<T> v(static_cast<size_t>(t.numel()));
+    be.copy_to_host(t, v.data());
+    return v;
+  }
+
+  // Every element within rel_tol of the CPU value, relative to max(|cpu|, floor): the floor
+  // keeps values near zero from demanding relative accuracy that float rounding cannot give.
+  void expect_close(const Tensor& cpu, const Tensor& gpu, double rel_tol, double floor,
+                    const std::string& what) {
+    ASSERT_EQ(cpu.numel(), gpu.numel()) << what;
+    std::vector<float> a = host<float>(*cpu_, cpu), b = host<float>(*gpu_, gpu);
+    double worst = 0;
+    int64_t worst_at = -1, bad = 0;
+    for (size_t i = 0; i < a.size(); ++i) {
+      const double err = std::abs(double(a[i]) - double(b[i])) /
+                         std::max(std::abs(double(a[i])), floor);
+      if (!(err <= rel_tol)) ++bad;  // NaN counts as bad
+      if (!(err <= worst)) {
+        worst = std::isnan(err) ? std::numeric_limits<double>::infinity() : err;
+        worst_at = int64_t(i);
+      }
+    }
+    EXPECT_EQ(bad, 0) << what << ": " << bad << " of " << a.size()
+                      << " elements off by more than " << rel_tol << " relative; worst at "
+                      << worst_at << ": cpu " << (worst_at >= 0 ? a[size_t(worst_at)] : 0.f)
+                      << " gpu " << (worst_at >= 0 ? b[size_t(worst_at)] : 0.f);
+  }
+
+  std::unique_ptr<Backend> cpu_, gpu_;
+};
+
+}  // namespace bp::test
