@@ -29,7 +29,10 @@ void StepRunner::run(int64_t batch_index, double lr, uint64_t step, Tensor& stat
   }
   if (!graph_ || lr != graph_lr_ || stats.raw() != graph_stats_) {
     TraceRange range("capture step graph");
-    graph_ = be_.capture_step([&] { run_plain(batch_index, lr, step, stats); });
+    // By value: a backend may keep the recording (the scalars are fixed at capture anyway).
+    graph_ = be_.capture_step([this, batch_index, lr, step, &stats] {
+      run_plain(batch_index, lr, step, stats);
+    });
     if (!graph_) {  // this backend has no graphs
       use_graphs_ = false;
       run_plain(batch_index, lr, step, stats);
