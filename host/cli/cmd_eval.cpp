@@ -13,10 +13,10 @@
 namespace bp::cli {
 
 int run_eval(const std::vector<std::string>& argv) {
-  const Args args(argv, {"data", "backend", "threads", "batch", "test-limit"}, {"help"});
+  const Args args(argv, {"data", "backend", "threads", "batch", "test-limit", "math"}, {"help"});
   if (args.flag("help") || args.positionals().size() != 1) {
     std::fputs("usage: brainprop eval RUN_DIR|CHECKPOINT.safetensors [--data SPEC] "
-               "[--backend auto|cpu|cuda] [--threads N] [--batch N] [--test-limit N]\n"
+               "[--backend auto|cpu|cuda] [--math fp32|tf32] [--threads N] [--batch N] [--test-limit N]\n"
                "A run directory means its best.safetensors. Prints a JSON object.\n",
                args.flag("help") ? stdout : stderr);
     return args.flag("help") ? 0 : 2;
@@ -26,7 +26,8 @@ int run_eval(const std::vector<std::string>& argv) {
   const CheckpointInfo info = read_checkpoint_info(path);
   const std::string spec = args.get("data", info.config.data_spec);
   const Dataset data = load_dataset(spec, DataLimits{-1, args.get_int64("test-limit", -1)});
-  auto be = make_backend(args.get("backend", "auto"), args.get_int("threads", 0));
+  auto be = make_backend(args.get("backend", "auto"), args.get_int("threads", 0),
+                         args.get("math", "fp32"));
   const int batch = args.get_int("batch", 500);
   Net net(info.config.model, {data.test.height, data.test.width, data.test.channels}, data.classes,
           *be, batch, DType::F32, info.config.seed);
