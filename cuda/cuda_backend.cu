@@ -4,8 +4,10 @@
 // (kernels/cuda), whose per-element math is the CPU's (kernels/math). float32 only (float64
 // for the stats). Nothing here synchronises with the host except the copies to the host and
 // synchronize(); a step can be recorded as a CUDA graph (capture_step).
+#include <algorithm>
 #include <cstring>
 #include <memory>
+#include <vector>
 
 #include "core/backend.h"
 #include "cuda/local2d.h"
@@ -71,6 +73,7 @@ class CudaBackend final : public Backend {
   ~CudaBackend() override {
     convolutions_.reset();
     cudaStreamSynchronize(ctx_->stream());
+    for (cudaEvent_t e : events_) cudaEventDestroy(e);
   }
 
   DeviceKind device() const override { return DeviceKind::CUDA; }
@@ -358,6 +361,26 @@ class CudaBackend final : public Backend {
     ctx_->release(keys);
   }
 
+  // --- timing: CUDA events, reused after timing_reset() ---
+  int64_t timing_mark() override {
+    if (next_event_ == events_.size()) {
+      cudaEvent_t e = nullptr;
+      BP_CUDA_CHECK(cudaEventCreate(&e));
+      events_.push_back(e);
+    }
+    BP_CUDA_CHECK(cudaEventRecord(events_[next_event_], ctx_->stream()));
+    return int64_t(next_event_++);
+  }
+  double timing_elapsed_ms(int64_t from, int64_t to) override {
+    BP_CHECK(from >= 0 && to >= 0 && size_t(std::max(from, to)) < next_event_,
+             "timing marks " << from << ", " << to << " were not recorded");
+    BP_CUDA_CHECK(cudaEventSynchronize(events_[size_t(to)]));
+    float ms = 0;
+    BP_CUDA_CHECK(cudaEventElapsedTime(&ms, events_[size_t(from)], events_[size_t(to)]));
+    return double(ms);
+  }
+  void timing_reset() override { next_event_ = 0; }
+
   // --- graphs ---
   std::unique_ptr<StepGraph> capture_step(const std::function<void()>& body) override {
     const cudaStream_t s = ctx_->stream();
@@ -398,6 +421,8 @@ class CudaBackend final : public Backend {
 
   std::shared_ptr<DeviceContext> ctx_;
   std::unique_ptr<cuda::CudnnConvolutions> convolutions_;
+  std::vector<cudaEvent_t> events_;
+  size_t next_event_ = 0;
 };
 
 }  // namespace

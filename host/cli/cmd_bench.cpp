@@ -40,14 +40,18 @@ double median(std::vector<double> v) {
 
 int run_bench(const std::vector<std::string>& argv) {
   const Args args(argv, {"model", "rule", "steps", "repeats", "warmup", "batch", "threads",
-                         "backend", "input", "classes", "seed", "math"},
-                  {"help", "no-graphs"});
+                         "backend", "input", "classes", "seed", "math", "epoch-images"},
+                  {"help", "no-graphs", "per-layer"});
   if (args.flag("help")) {
     std::fputs("usage: brainprop bench --model NAME|FILE --rule brainprop|ebp [--steps 50] "
                "[--repeats 5] [--warmup 10] [--batch N] [--threads N] [--backend auto|cpu|cuda] "
-               "[--input 28x28x1] [--classes 10] [--math fp32|tf32] [--no-graphs]\n"
+               "[--input 28x28x1] [--classes 10] [--math fp32|tf32] [--no-graphs] [--per-layer] "
+               "[--epoch-images N]\n"
                "Prints JSON: ms_per_step_median over repeats (each of --steps steps) after "
-               "--warmup steps, and images_per_second.\n",
+               "--warmup steps, and images_per_second; with --epoch-images N also seconds_per_epoch for "
+               "an epoch of N images; with --per-layer the mean time of every layer's forward "
+               "and backward over --steps more steps (plain launches, timed with CUDA events on a "
+               "GPU).\n",
                stdout);
     return 0;
   }
@@ -99,7 +103,7 @@ int run_bench(const std::vector<std::string>& argv) {
                  steps);
   }
   const double med = median(ms);
-  const nlohmann::json out = {{"model", model.name},
+  nlohmann::json out = {{"model", model.name},
                               {"rule", rule_name(rule)},
                               {"backend", args.get("backend", "auto")},
                               {"device", be->name()},
@@ -115,6 +119,22 @@ int run_bench(const std::vector<std::string>& argv) {
                               {"ms_per_step_median", med},
                               {"ms_per_step_min", *std::min_element(ms.begin(), ms.end())},
                               {"images_per_second", batch / (med / 1000.0)}};
+  if (args.has("epoch-images"))
+    out["seconds_per_epoch"] = double(args.get_int64("epoch-images", 0)) / (batch / (med / 1000.0));
+  if (args.flag("per-layer")) {
+    // Graph replays cannot be split by layer: these steps launch every kernel.
+    StepRunner plain(*be, loader, step, batch, false);
+    LayerTiming timing(*be);
+    net.set_layer_timing(&timing);
+    for (int i = 0; i < steps; ++i) {
+      plain.run(int64_t(global % uint64_t(batches)), 0.01, global, stats);
+      ++global;
+    }
+    net.set_layer_timing(nullptr);
+    nlohmann::json layers = nlohmann::json::array();
+    for (const auto& [name, ms_each] : timing.mean_ms()) layers.push_back({{"name", name}, {"ms", ms_each}});
+    out["per_layer_ms"] = layers;
+  }
   std::printf("%s\n", out.dump().c_str());
   return 0;
 }

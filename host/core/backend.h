@@ -151,6 +151,14 @@ class Backend {
   virtual void seeded_permutation(Tensor& order, uint64_t seed, RngStream stream,
                                   uint32_t round) = 0;
 
+  // --- timing (benchmarks) ---
+  // A mark on the backend's clock, after the ops issued so far, and the milliseconds between
+  // two marks (waiting for them). The default is the host clock, right for a synchronous
+  // backend; the CUDA backend records events. timing_reset() lets the backend reuse marks.
+  virtual int64_t timing_mark();
+  virtual double timing_elapsed_ms(int64_t from, int64_t to);
+  virtual void timing_reset() {}
+
   // --- graphs (optional) ---
   // Records the ops `body` issues (without running them) as one replayable step; nullptr
   // where the backend cannot. Scalars such as learning rates are fixed at capture; the batch

@@ -6,6 +6,27 @@
 
 namespace bp {
 
+namespace {
+// One layer's forward or backward: a named NVTX range, and a timed span when timing is on.
+class LayerScope {
+ public:
+  LayerScope(LayerTiming* timing, const std::string& name)
+      : trace_(name), timing_(timing), name_(name) {
+    if (timing_) timing_->begin(name_);
+  }
+  ~LayerScope() {
+    if (timing_) timing_->end(name_);
+  }
+  LayerScope(const LayerScope&) = delete;
+  LayerScope& operator=(const LayerScope&) = delete;
+
+ private:
+  TraceRange trace_;
+  LayerTiming* timing_;
+  std::string name_;
+};
+}  // namespace
+
 Net::Net(const ModelSpec& spec, const Shape& input_shape, int classes, Backend& be, int max_batch,
          DType dtype, uint64_t seed)
     : be_(be),
@@ -41,19 +62,19 @@ Tensor Net::forward(const Tensor& x, bool training, uint64_t step) {
                                                 << max_batch_);
   Tensor h = x;
   for (size_t i = 0; i < hidden_.size(); ++i) {
-    TraceRange range(hidden_[i]->name() + ".forward");
+    LayerScope scope(timing_, hidden_[i]->name() + ".forward");
     inputs_[i] = h;
     h = hidden_[i]->forward(be_, h, args);
     outputs_[i] = h;
   }
   inputs_.back() = h;
-  TraceRange range("output.forward");
+  LayerScope scope(timing_, "output.forward");
   return output_.forward(be_, h, args);
 }
 
 void Net::propagate_down(size_t top, Tensor feedback, const UpdateArgs& update) {
   for (size_t i = top; i-- > 0;) {
-    TraceRange range(hidden_[i]->name() + ".backward");
+    LayerScope scope(timing_, hidden_[i]->name() + ".backward");
     feedback = hidden_[i]->backward(be_, inputs_[i], outputs_[i], feedback, i > 0, update);
   }
 }
@@ -62,7 +83,7 @@ void Net::backward(const Tensor& dlogits, const UpdateArgs& update) {
   const bool need_dx = !hidden_.empty();
   Tensor fb;
   {
-    TraceRange range("output.backward");
+    LayerScope scope(timing_, "output.backward");
     fb = output_.backward(be_, inputs_.back(), Tensor(), dlogits, need_dx, update);
   }
   propagate_down(hidden_.size(), fb, update);
@@ -75,7 +96,7 @@ void Net::backward_selected(const Tensor& action, const Tensor& err, const Updat
   const bool need_dx = !hidden_.empty();
   Tensor fb;
   {
-    TraceRange range(fuse_gate ? "output+relu.backward (fused gate)" : "output.backward");
+    LayerScope scope(timing_, fuse_gate ? "output+relu.backward (fused gate)" : "output.backward");
     fb = output_.backward_selected(be_, inputs_.back(), action, err, need_dx, update,
                                    fuse_gate ? &outputs_.back() : nullptr);
   }

@@ -6,6 +6,7 @@
 #include <vector>
 
 #include "model/dense_layer.h"
+#include "model/layer_timing.h"
 
 namespace bp {
 
@@ -30,6 +31,8 @@ class Net {
   DType dtype() const { return dtype_; }
   int max_batch() const { return max_batch_; }
   Backend& backend() { return be_; }
+  // Times every layer's forward and backward into `timing` (null: off).
+  void set_layer_timing(LayerTiming* timing) { timing_ = timing; }
 
   // Parameter values on the host as raw bytes (for checkpoints) and back.
   std::map<std::string, std::vector<uint8_t>> state();
@@ -40,6 +43,7 @@ class Net {
   void propagate_down(size_t top, Tensor feedback, const UpdateArgs& update);
 
   Backend& be_;
+  LayerTiming* timing_ = nullptr;
   Shape input_shape_;
   int classes_;
   int max_batch_;
