@@ -435,9 +435,15 @@ std::unique_ptr<Backend> make_cuda_backend(int device, MathMode math) {
 
 bool cuda_backend_available(std::string* why) {
   const cuda::CudaInventory inv = cuda::query_cuda();
-  if (!inv.devices.empty()) return true;
-  if (why) *why = "no usable CUDA device (" + inv.why_no_device + ")";
-  return false;
+  if (inv.devices.empty()) {
+    if (why) *why = "no usable CUDA device (" + inv.why_no_device + ")";
+    return false;
+  }
+  if (!inv.devices[0].usable) {  // the backend runs on device 0
+    if (why) *why = inv.devices[0].name + ": " + inv.devices[0].why_unusable;
+    return false;
+  }
+  return true;
 }
 
 }  // namespace bp

@@ -5,6 +5,30 @@
 
 namespace bp::cuda {
 
+namespace {
+__global__ void probe_kernel() {}
+
+// Whether the build holds code for device `index`: asking for a kernel's attributes fails with
+// cudaErrorInvalidDeviceFunction (or NoKernelImageForDevice) when no SASS or PTX matches.
+std::string why_unusable(int index, const cudaDeviceProp& prop) {
+  if (prop.major < 7)
+    return "compute capability " + std::to_string(prop.major) + "." + std::to_string(prop.minor) +
+           " is older than the sm_70 the CUDA backend needs";
+  int current = 0;
+  cudaGetDevice(&current);
+  cudaSetDevice(index);
+  cudaFuncAttributes attr{};
+  const cudaError_t status = cudaFuncGetAttributes(&attr, probe_kernel);
+  cudaSetDevice(current);
+  if (status == cudaSuccess) return "";
+  cudaGetLastError();
+  return std::string("this build has no code for sm_") + std::to_string(prop.major) +
+         std::to_string(prop.minor) + " (compiled for " + BRAINPROP_CUDA_ARCHS +
+         "; rebuild with -DBRAINPROP_CUDA_ARCHS=" + std::to_string(prop.major) +
+         std::to_string(prop.minor) + "-real): " + cudaGetErrorString(status);
+}
+}  // namespace
+
 CudaInventory query_cuda() {
   CudaInventory inv;
   inv.compiled = true;
@@ -22,8 +46,16 @@ CudaInventory query_cuda() {
   for (int i = 0; i < count; ++i) {
     cudaDeviceProp prop{};
     if (cudaGetDeviceProperties(&prop, i) != cudaSuccess) continue;
-    inv.devices.push_back(DeviceDescription{i, prop.name, prop.major, prop.minor,
-                                            prop.totalGlobalMem, prop.multiProcessorCount});
+    DeviceDescription d;
+    d.index = i;
+    d.name = prop.name;
+    d.major = prop.major;
+    d.minor = prop.minor;
+    d.total_memory = prop.totalGlobalMem;
+    d.multiprocessors = prop.multiProcessorCount;
+    d.why_unusable = why_unusable(i, prop);
+    d.usable = d.why_unusable.empty();
+    inv.devices.push_back(d);
   }
   return inv;
 }

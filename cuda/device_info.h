@@ -11,6 +11,10 @@ struct DeviceDescription {
   int major = 0, minor = 0;  // compute capability
   size_t total_memory = 0;   // bytes
   int multiprocessors = 0;
+  // Whether this build's kernels run on it (a compiled architecture or PTX it can JIT), and
+  // why not when they don't.
+  bool usable = false;
+  std::string why_unusable;
 };
 
 struct CudaInventory {

@@ -20,7 +20,9 @@ int run_info(const std::vector<std::string>& argv) {
                        {"name", d.name},
                        {"compute_capability", std::to_string(d.major) + "." + std::to_string(d.minor)},
                        {"memory_gib", double(d.total_memory) / (1 << 30)},
-                       {"multiprocessors", d.multiprocessors}});
+                       {"multiprocessors", d.multiprocessors},
+                       {"usable", d.usable},
+                       {"why_unusable", d.why_unusable}});
   const nlohmann::json info = {
       {"version", BRAINPROP_VERSION},
       {"backends", {{"cpu", {{"compiled", true},
@@ -49,8 +51,9 @@ int run_info(const std::vector<std::string>& argv) {
   }
   if (cu.devices.empty()) std::printf("devices: none (%s)\n", cu.why_no_device.c_str());
   for (const auto& d : cu.devices)
-    std::printf("device %d: %s, sm_%d%d, %.1f GiB, %d SMs\n", d.index, d.name.c_str(), d.major,
-                d.minor, double(d.total_memory) / (1 << 30), d.multiprocessors);
+    std::printf("device %d: %s, sm_%d%d, %.1f GiB, %d SMs%s%s\n", d.index, d.name.c_str(), d.major,
+                d.minor, double(d.total_memory) / (1 << 30), d.multiprocessors,
+                d.usable ? "" : "; not usable: ", d.why_unusable.c_str());
   std::printf("models: %s\n", models_directory().c_str());
   return 0;
 }

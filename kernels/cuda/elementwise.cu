@@ -12,12 +12,12 @@ __global__ void fill_kernel(T* p, int64_t n, T v) {
   BP_GRID_STRIDE(i, n) p[i] = v;
 }
 
-__global__ void relu_forward_kernel(const float* __restrict__ x, float* __restrict__ y, int64_t n) {
+__global__ void relu_forward_kernel(const float* x, float* y, int64_t n) {  // may run in place
   BP_GRID_STRIDE(i, n) y[i] = relu(x[i]);
 }
 
-__global__ void relu_feedback_kernel(const float* __restrict__ dy, const float* __restrict__ y,
-                                     float* __restrict__ dx, int64_t n) {
+// In place is allowed (dx may be dy): no __restrict__ on these pointers.
+__global__ void relu_feedback_kernel(const float* dy, const float* y, float* dx, int64_t n) {
   BP_GRID_STRIDE(i, n) dx[i] = gated_feedback(dy[i], y[i]);
 }
 

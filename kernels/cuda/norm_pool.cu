@@ -171,7 +171,7 @@ __global__ void maxpool_backward_kernel(const float* __restrict__ dy, const floa
   }
 }
 
-__global__ void dropout_kernel(const float* __restrict__ x, float* __restrict__ y, int64_t n,
+__global__ void dropout_kernel(const float* x, float* y, int64_t n,  // may run in place
                                float rate, uint64_t seed, StepArg step, uint32_t layer) {
   const uint64_t at = uint64_t(step.value());
   BP_GRID_STRIDE(group, (n + 3) / 4) {

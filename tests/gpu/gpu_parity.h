@@ -17,6 +17,24 @@
 
 namespace bp::test {
 
+// Random floats in [lo, hi) from a fixed seed.
+inline std::vector<float> random_floats(int64_t n, uint32_t seed, float lo = -1.f, float hi = 1.f) {
+  std::mt19937 gen(seed);
+  std::uniform_real_distribution<float> dist(lo, hi);
+  std::vector<float> v(static_cast<size_t>(n));
+  for (float& x : v) x = dist(gen);
+  return v;
+}
+
+// Random ints in [lo, hi) from a fixed seed.
+inline std::vector<int32_t> random_ints(int64_t n, uint32_t seed, int32_t lo, int32_t hi) {
+  std::mt19937 gen(seed);
+  std::uniform_int_distribution<int32_t> dist(lo, hi - 1);
+  std::vector<int32_t> v(static_cast<size_t>(n));
+  for (int32_t& x : v) x = dist(gen);
+  return v;
+}
+
 class GpuParity : public ::testing::Test {
  protected:
   void SetUp() override {
@@ -24,15 +42,6 @@ class GpuParity : public ::testing::Test {
     if (!cuda_backend_available(&why)) GTEST_SKIP() << "no CUDA device: " << why;
     cpu_ = make_cpu_backend(1);
     gpu_ = make_cuda_backend(0, MathMode::FP32);
-  }
-
-  // Random floats in [lo, hi) from a fixed seed.
-  static std::vector<float> random_floats(int64_t n, uint32_t seed, float lo = -1.f, float hi = 1.f) {
-    std::mt19937 gen(seed);
-    std::uniform_real_distribution<float> dist(lo, hi);
-    std::vector<float> v(static_cast<size_t>(n));
-    for (float& x : v) x = dist(gen);
-    return v;
   }
 
   // The same host values as a tensor on each backend.
@@ -48,6 +57,14 @@ class GpuParity : public ::testing::Test {
   std::pair<Tensor, Tensor> random_pair(const Shape& shape, uint32_t seed, float lo = -1.f,
                                         float hi = 1.f) {
     return both(shape, random_floats(shape_elements(shape), seed, lo, hi));
+  }
+
+  // Random values on the GPU only (for GPU-against-GPU checks).
+  Tensor gpu_random(const Shape& shape, uint32_t seed) {
+    Tensor t = gpu_->empty(shape, DType::F32);
+    const std::vector<float> v = random_floats(shape_elements(shape), seed);
+    gpu_->copy_from_host(t, v.data());
+    return t;
   }
 
   // An output on each backend; the GPU one filled with NaN so unwritten elements show.
@@ -76,7 +93,13 @@ class GpuParity : public ::testing::Test {
   void expect_close(const Tensor& cpu, const Tensor& gpu, double rel_tol, double floor,
                     const std::string& what) {
     ASSERT_EQ(cpu.numel(), gpu.numel()) << what;
-    std::vector<float> a = host<float>(*cpu_, cpu), b = host<float>(*gpu_, gpu);
+    expect_close_values(host<float>(*cpu_, cpu), host<float>(*gpu_, gpu), rel_tol, floor, what);
+  }
+
+  // The same comparison on host values (reference first), e.g. two GPU runs read back.
+  static void expect_close_values(const std::vector<float>& a, const std::vector<float>& b,
+                                  double rel_tol, double floor, const std::string& what) {
+    ASSERT_EQ(a.size(), b.size()) << what;
     double worst = 0;
     int64_t worst_at = -1, bad = 0;
     for (size_t i = 0; i < a.size(); ++i) {
@@ -92,6 +115,32 @@ class GpuParity : public ::testing::Test {
                       << " elements off by more than " << rel_tol << " relative; worst at "
                       << worst_at << ": cpu " << (worst_at >= 0 ? a[size_t(worst_at)] : 0.f)
                       << " gpu " << (worst_at >= 0 ? b[size_t(worst_at)] : 0.f);
+  }
+
+  // Exact equality of host values (ints, orders, actions), naming the first few mismatches.
+  template <typename T>
+  static void expect_equal_values(const std::vector<T>& a, const std::vector<T>& b,
+                                  const std::string& what) {
+    ASSERT_EQ(a.size(), b.size()) << what;
+    int64_t bad = 0;
+    std::string first;
+    for (size_t i = 0; i < a.size(); ++i) {
+      if (a[i] == b[i]) continue;
+      if (++bad <= 5)
+        first += " [" + std::to_string(i) + "] cpu " + std::to_string(a[i]) + " gpu " +
+                 std::to_string(b[i]) + ";";
+    }
+    EXPECT_EQ(bad, 0) << what << ": " << bad << " of " << a.size() << " differ:" << first;
+  }
+
+  // Root mean square of a CPU float tensor: the natural floor for the relative error of sums
+  // of many products (an output near zero is a cancellation of terms of about this size, so
+  // its absolute rounding error scales with them, not with its own value).
+  double cpu_rms(const Tensor& cpu) {
+    const std::vector<float> v = host<float>(*cpu_, cpu);
+    double sum = 0;
+    for (float x : v) sum += double(x) * double(x);
+    return v.empty() ? 1.0 : std::max(std::sqrt(sum / double(v.size())), 1e-30);
   }
 
   std::unique_ptr<Backend> cpu_, gpu_;
