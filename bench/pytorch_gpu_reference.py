@@ -43,35 +43,18 @@ from pathlib import Path
 BENCH_DIR = Path(__file__).resolve().parent
 REPO_ROOT = BENCH_DIR.parent
 sys.path.insert(0, str(BENCH_DIR))
+# Shape parsing and the models' batch sizes are the CPU comparison's (it imports no torch).
+from compare_pytorch_cpu import parse_input_shape, reference_batch  # noqa: E402
 
 MODELS = ("dense", "conv", "loccon", "deep")
 RULES = ("brainprop", "ebp")
 EPSILON = 0.02  # the engine's and the reference's exploration rate
-REFERENCE_BATCH = {"dense": 128, "conv": 128, "loccon": 32, "deep": 128}
 DEFAULT_INPUT = {"dense": (28, 28, 1), "conv": (28, 28, 1), "loccon": (28, 28, 1),
                  "deep": (32, 32, 3)}
 
 
 def log(msg):
     print(msg, file=sys.stderr, flush=True)
-
-
-def parse_shape(text):
-    try:
-        shape = tuple(int(p) for p in text.lower().split("x"))
-    except ValueError:
-        shape = ()
-    if len(shape) != 3 or min(shape) < 1:
-        raise argparse.ArgumentTypeError(f"expected HxWxC such as 28x28x1, got {text!r}")
-    return shape
-
-
-def reference_batch(model):
-    try:
-        with open(REPO_ROOT / "models" / f"{model}.json") as f:
-            return int(json.load(f)["training"]["batch_size"])
-    except (OSError, ValueError, KeyError, TypeError):
-        return REFERENCE_BATCH[model]
 
 
 def parse_config(text, default_input=None, default_batch=None, default_classes=10):
@@ -82,7 +65,7 @@ def parse_config(text, default_input=None, default_batch=None, default_classes=1
         raise argparse.ArgumentTypeError(
             f"--config expects MODEL[:HxWxC[:BATCH[:CLASSES]]] with MODEL one of "
             f"{', '.join(MODELS)}, got {text!r}")
-    shape = parse_shape(parts[1]) if len(parts) > 1 and parts[1] else (
+    shape = parse_input_shape(parts[1]) if len(parts) > 1 and parts[1] else (
         default_input or DEFAULT_INPUT[model])
     batch = int(parts[2]) if len(parts) > 2 and parts[2] else (
         default_batch or reference_batch(model))
@@ -97,7 +80,7 @@ def parse_args(argv=None):
                                 formatter_class=argparse.RawDescriptionHelpFormatter,
                                 epilog=__doc__.split("\n", 1)[1])
     p.add_argument("--model", choices=MODELS, help="one net (default: dense unless --config)")
-    p.add_argument("--input", type=parse_shape, metavar="HxWxC",
+    p.add_argument("--input", type=parse_input_shape, metavar="HxWxC",
                    help="input shape for --model (default: 28x28x1; deep 32x32x3)")
     p.add_argument("--batch", type=int, help="batch for --model (default: the model's "
                    "reference batch, 128; loccon 32)")

@@ -128,16 +128,7 @@ class CudaBackend final : public Backend {
     const float* pa = f32(a, "gemm", "A");
     const float* pb = f32(b, "gemm", "B");
     float* pc = f32(c, "gemm", "C");
-    BP_CHECK(a.rank() == 2 && b.rank() == 2 && c.rank() == 2,
-             "gemm needs 2-D tensors, got " << shape_string(a.shape()) << " "
-                                            << shape_string(b.shape()) << " "
-                                            << shape_string(c.shape()));
-    const int64_t m = ta ? a.dim(1) : a.dim(0), k = ta ? a.dim(0) : a.dim(1);
-    const int64_t kb = tb ? b.dim(1) : b.dim(0), n = tb ? b.dim(0) : b.dim(1);
-    BP_CHECK(k == kb && c.dim(0) == m && c.dim(1) == n,
-             "gemm shapes do not agree: A" << shape_string(a.shape()) << (ta ? "^T" : "") << " B"
-                                          << shape_string(b.shape()) << (tb ? "^T" : "") << " C"
-                                          << shape_string(c.shape()));
+    const auto [m, n, k] = gemm_dims(ta, tb, a, b, c);
     if (m == 0 || n == 0) return;
     // Row-major C = op(A) op(B) is column-major C^T = op(B)^T op(A)^T: swap the operands.
     const float al = float(alpha), be = float(beta);

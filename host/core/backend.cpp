@@ -10,6 +10,20 @@ int64_t Backend::timing_mark() {
       .count();
 }
 
+GemmDims gemm_dims(bool ta, bool tb, const Tensor& a, const Tensor& b, const Tensor& c) {
+  BP_CHECK(a.rank() == 2 && b.rank() == 2 && c.rank() == 2,
+           "gemm needs 2-D tensors, got " << shape_string(a.shape()) << " "
+                                          << shape_string(b.shape()) << " "
+                                          << shape_string(c.shape()));
+  const int64_t m = ta ? a.dim(1) : a.dim(0), k = ta ? a.dim(0) : a.dim(1);
+  const int64_t kb = tb ? b.dim(1) : b.dim(0), n = tb ? b.dim(0) : b.dim(1);
+  BP_CHECK(k == kb && c.dim(0) == m && c.dim(1) == n,
+           "gemm shapes do not agree: A" << shape_string(a.shape()) << (ta ? "^T" : "") << " B"
+                                        << shape_string(b.shape()) << (tb ? "^T" : "") << " C"
+                                        << shape_string(c.shape()));
+  return GemmDims{m, n, k};
+}
+
 double Backend::timing_elapsed_ms(int64_t from, int64_t to) { return double(to - from) * 1e-6; }
 
 }  // namespace bp

@@ -170,6 +170,13 @@ class Backend {
   }
 };
 
+// The sizes of C[m, n] = op(A)[m, k] op(B)[k, n], after checking that the 2-D shapes agree
+// (a bp::Error naming them otherwise). Every backend's gemm starts here.
+struct GemmDims {
+  int64_t m, n, k;
+};
+GemmDims gemm_dims(bool trans_a, bool trans_b, const Tensor& a, const Tensor& b, const Tensor& c);
+
 std::unique_ptr<Backend> make_cpu_backend(int threads);
 // The CUDA backend on device `device`; throws with the reason where the build has no CUDA or
 // no such device exists.

@@ -91,16 +91,7 @@ class CpuBackend final : public Backend {
     check_cpu(c, "gemm C");
     check_same_dtype(a, b, "gemm");
     check_same_dtype(a, c, "gemm");
-    BP_CHECK(a.rank() == 2 && b.rank() == 2 && c.rank() == 2, "gemm needs 2-D tensors, got "
-                                                                 << shape_string(a.shape()) << " "
-                                                                 << shape_string(b.shape()) << " "
-                                                                 << shape_string(c.shape()));
-    const int64_t m = ta ? a.dim(1) : a.dim(0), k = ta ? a.dim(0) : a.dim(1);
-    const int64_t kb = tb ? b.dim(1) : b.dim(0), n = tb ? b.dim(0) : b.dim(1);
-    BP_CHECK(k == kb && c.dim(0) == m && c.dim(1) == n,
-             "gemm shapes do not agree: A" << shape_string(a.shape()) << (ta ? "^T" : "") << " B"
-                                          << shape_string(b.shape()) << (tb ? "^T" : "") << " C"
-                                          << shape_string(c.shape()));
+    const auto [m, n, k] = gemm_dims(ta, tb, a, b, c);
     if (m == 0 || n == 0) return;
     dispatch_float(a.dtype(), "gemm", [&](auto* tag) {
       using T = std::remove_pointer_t<decltype(tag)>;

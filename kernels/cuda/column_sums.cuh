@@ -47,6 +47,13 @@ __global__ void column_finish_kernel(int64_t chunks, int64_t cols, const double*
   }
 }
 
+// The plain value of a [rows, cols] row-major matrix, in double.
+struct ReadColumns {
+  const float* m;
+  int64_t cols;
+  __device__ double operator()(int64_t r, int64_t c) const { return double(m[r * cols + c]); }
+};
+
 template <typename Value, typename Finish>
 void column_sums(int64_t rows, int64_t cols, Value value, Finish finish, double* partial,
                  cudaStream_t s) {

@@ -9,12 +9,6 @@
 namespace bp::cuda {
 namespace {
 
-struct ReadX {
-  const float* x;
-  int64_t cols;
-  __device__ double operator()(int64_t r, int64_t c) const { return double(x[r * cols + c]); }
-};
-
 struct SquaredDeviation {
   const float* x;
   const double* mean;
@@ -196,7 +190,7 @@ void batchnorm_forward_train(const float* x, const float* gamma, const float* be
   if (rows <= 0 || channels <= 0) return;
   double* mean = workspace;
   double* partial = workspace + 2 * channels;
-  column_sums(rows, channels, ReadX{x, channels}, StoreMean{mean, double(rows)}, partial, s);
+  column_sums(rows, channels, ReadColumns{x, channels}, StoreMean{mean, double(rows)}, partial, s);
   column_sums(rows, channels, SquaredDeviation{x, mean, channels},
               FinishVariance{mean, saved_mean, saved_inv_std, running_mean, running_var, rows,
                              momentum, epsilon},
@@ -225,7 +219,7 @@ void batchnorm_backward(const float* dy, const float* x, const float* saved_mean
   double* sum_dy = workspace;
   double* sum_dy_xhat = workspace + channels;
   double* partial = workspace + 2 * channels;
-  column_sums(rows, channels, ReadX{dy, channels}, StoreSum{sum_dy}, partial, s);
+  column_sums(rows, channels, ReadColumns{dy, channels}, StoreSum{sum_dy}, partial, s);
   column_sums(rows, channels, DyTimesXhat{dy, x, saved_mean, saved_inv_std, channels},
               StoreSum{sum_dy_xhat}, partial, s);
   const int64_t n = rows * channels;

@@ -5,12 +5,6 @@
 namespace bp::cuda {
 namespace {
 
-struct ReadMatrix {
-  const float* m;
-  int64_t cols;
-  __device__ double operator()(int64_t r, int64_t c) const { return double(m[r * cols + c]); }
-};
-
 struct SgdBias {
   float* bias;
   float decay, step;
@@ -27,7 +21,7 @@ int64_t column_workspace_doubles(int64_t rows, int64_t cols) {
 
 void update_bias(float* bias, const float* dy, int64_t rows, int64_t cols, float decay,
                  float step, double* workspace, cudaStream_t s) {
-  column_sums(rows, cols, ReadMatrix{dy, cols}, SgdBias{bias, decay, step}, workspace, s);
+  column_sums(rows, cols, ReadColumns{dy, cols}, SgdBias{bias, decay, step}, workspace, s);
 }
 
 }  // namespace bp::cuda

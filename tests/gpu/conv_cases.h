@@ -2,7 +2,6 @@
 // kernels 3, 4, 5 and rectangular, strides 1 and 2, 'same' (symmetric and TF's asymmetric
 // bottom/right padding) and 'valid' (including inputs whose last rows no window reads).
 #pragma once
-#include <ostream>
 #include <string>
 
 #include "core/backend.h"
@@ -20,15 +19,6 @@ struct ConvCase {
                                           stride_h, stride_w, same);
     g.batch = batch;
     return g;
-  }
-};
-
-inline std::ostream& operator<<(std::ostream& out, const ConvCase& c) { return out << c.name; }
-
-struct ConvCaseName {
-  template <class ParamInfo>
-  std::string operator()(const ParamInfo& info) const {
-    return info.param.name;
   }
 };
 
