@@ -15,10 +15,11 @@ constexpr int kRowLanes = 8;
 
 inline int64_t column_chunks(int64_t rows) { return (rows + kRowsPerChunk - 1) / kRowsPerChunk; }
 
-// partial[chunk * cols + c] = sum over the chunk's rows r of value(r, c).
-template <typename Value>
+// partial[chunk * cols + c] = sum over the chunk's rows r of value(r, c); or, when the rows
+// fit one chunk (the dense layers' batches), finish(c, sum) directly: one launch, not two.
+template <bool kOneChunk, typename Value, typename Finish>
 __global__ void column_partials_kernel(int64_t rows, int64_t cols, Value value,
-                                       double* __restrict__ partial) {
+                                       double* __restrict__ partial, Finish finish) {
   __shared__ double lanes[kRowLanes][kColumnTile + 1];
   const int64_t c = int64_t(blockIdx.x) * kColumnTile + threadIdx.x;
   const int64_t chunk = blockIdx.y;
@@ -32,7 +33,10 @@ __global__ void column_partials_kernel(int64_t rows, int64_t cols, Value value,
   if (threadIdx.y == 0 && c < cols) {
     double total = 0.0;
     for (int l = 0; l < kRowLanes; ++l) total += lanes[l][threadIdx.x];
-    partial[chunk * cols + c] = total;
+    if (kOneChunk)
+      finish(c, total);
+    else
+      partial[chunk * cols + c] = total;
   }
 }
 
@@ -58,12 +62,16 @@ template <typename Value, typename Finish>
 void column_sums(int64_t rows, int64_t cols, Value value, Finish finish, double* partial,
                  cudaStream_t s) {
   if (cols <= 0) return;
-  const int64_t chunks = column_chunks(rows);
-  if (chunks > 0) {
-    const dim3 grid(unsigned((cols + kColumnTile - 1) / kColumnTile), unsigned(chunks));
-    column_partials_kernel<<<grid, dim3(kColumnTile, kRowLanes), 0, s>>>(rows, cols, value, partial);
+  const int64_t chunks = std::max<int64_t>(column_chunks(rows), 1);
+  const dim3 grid(unsigned((cols + kColumnTile - 1) / kColumnTile), unsigned(chunks));
+  const dim3 block(kColumnTile, kRowLanes);
+  if (chunks == 1) {
+    column_partials_kernel<true><<<grid, block, 0, s>>>(rows, cols, value, partial, finish);
     BP_CUDA_CHECK_LAUNCH(column_partials_kernel);
+    return;
   }
+  column_partials_kernel<false><<<grid, block, 0, s>>>(rows, cols, value, partial, finish);
+  BP_CUDA_CHECK_LAUNCH(column_partials_kernel);
   column_finish_kernel<<<grid_for(cols), kThreads, 0, s>>>(chunks, cols, partial, finish);
   BP_CUDA_CHECK_LAUNCH(column_finish_kernel);
 }
