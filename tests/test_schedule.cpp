@@ -7,6 +7,7 @@
 #include <numeric>
 #include <vector>
 
+#include "core/backend.h"
 #include "train/schedule.h"
 #include "train/shuffle.h"
 
@@ -160,6 +161,19 @@ TEST(Shuffle, EpochPermutationIsTheShuffleStream) {
             bp::seeded_permutation(300, 5, bp::RngStream::kShuffle, 4));
   EXPECT_NE(bp::epoch_permutation(300, 5, 4),
             bp::seeded_permutation(300, 5, bp::RngStream::kSplit, 4));
+}
+
+// The backend op (what BatchLoader::shuffle and the GPU use) makes the same order as the
+// host function, including the degenerate sizes.
+TEST(Shuffle, BackendPermutationEqualsTheHostOne) {
+  auto be = bp::make_cpu_backend(1);
+  for (int64_t n : {1, 2, 999, 60000}) {
+    bp::Tensor order = be->empty({n}, bp::DType::I32);
+    be->seeded_permutation(order, 42, bp::RngStream::kShuffle, 3);
+    std::vector<int32_t> got(static_cast<size_t>(n));
+    be->copy_to_host(order, got.data());
+    EXPECT_EQ(got, bp::seeded_permutation(n, 42, bp::RngStream::kShuffle, 3)) << n << " items";
+  }
 }
 
 }  // namespace
