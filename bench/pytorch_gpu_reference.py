@@ -35,7 +35,6 @@ import math
 import os
 import platform
 import statistics
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -44,7 +43,8 @@ BENCH_DIR = Path(__file__).resolve().parent
 REPO_ROOT = BENCH_DIR.parent
 sys.path.insert(0, str(BENCH_DIR))
 # Shape parsing and the models' batch sizes are the CPU comparison's (it imports no torch).
-from compare_pytorch_cpu import parse_input_shape, reference_batch  # noqa: E402
+from compare_pytorch_cpu import cpu_model, parse_input_shape, reference_batch  # noqa: E402
+from compare_pytorch_cpu import git_commit as checkout_commit  # noqa: E402
 
 MODELS = ("dense", "conv", "loccon", "deep")
 RULES = ("brainprop", "ebp")
@@ -304,27 +304,13 @@ def time_config(torch, ref, nets, cfg, rule, math_mode, graphs, args, device):
 
 # ------------------------------------------------------------------ machine
 
-def cpu_model():
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
-
-
 def git_commit():
-    try:
-        out = subprocess.run(["git", "-C", str(REPO_ROOT), "rev-parse", "HEAD"],
-                             capture_output=True, text=True, timeout=10)
-        if out.returncode == 0:
-            return out.stdout.strip()
-    except (OSError, subprocess.SubprocessError):
-        pass
+    """HEAD, or on the device copy (no .git) the COMMIT file bench/fetch_device_debs.sh wrote."""
+    head = checkout_commit()
+    if head:
+        return head
     for commit_file in (REPO_ROOT / "COMMIT", REPO_ROOT / ".device-debs" / "COMMIT"):
-        if commit_file.is_file():  # the device copy has no .git (bench/fetch_device_debs.sh)
+        if commit_file.is_file():
             return commit_file.read_text().strip()
     return None
 

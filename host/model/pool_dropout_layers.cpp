@@ -17,14 +17,11 @@ class MaxPoolLayer final : public Layer {
              int) override {
     BP_CHECK(input_shape.size() == 3, "maxpool2d layer " << name_ << " needs an HxWxC input, got "
                                                          << shape_string(input_shape));
-    geom_.in_h = int(input_shape[0]);
-    geom_.in_w = int(input_shape[1]);
-    geom_.channels = int(input_shape[2]);
-    BP_CHECK(geom_.in_h >= geom_.pool && geom_.in_w >= geom_.pool,
+    BP_CHECK(input_shape[0] >= geom_.pool && input_shape[1] >= geom_.pool,
              "maxpool2d layer " << name_ << ": pool " << geom_.pool << " is larger than the input "
                                 << shape_string(input_shape));
-    geom_.out_h = (geom_.in_h - geom_.pool) / geom_.stride + 1;
-    geom_.out_w = (geom_.in_w - geom_.pool) / geom_.stride + 1;
+    geom_ = make_pool_geometry(int(input_shape[0]), int(input_shape[1]), int(input_shape[2]),
+                               geom_.pool, geom_.stride);
     out_ = be.empty(batch_shape(max_batch, output_shape()), dtype);
     dx_ = be.empty(batch_shape(max_batch, input_shape), dtype);
   }

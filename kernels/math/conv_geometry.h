@@ -63,4 +63,17 @@ struct Pool2dGeometry {
   int batch = 0, in_h = 0, in_w = 0, channels = 0, out_h = 0, out_w = 0, pool = 2, stride = 2;
 };
 
+// Keras 'valid' pooling: as many windows as fit whole (in >= pool).
+BP_HD Pool2dGeometry make_pool_geometry(int in_h, int in_w, int channels, int pool, int stride) {
+  Pool2dGeometry g;
+  g.in_h = in_h;
+  g.in_w = in_w;
+  g.channels = channels;
+  g.pool = pool;
+  g.stride = stride;
+  g.out_h = (in_h - pool) / stride + 1;
+  g.out_w = (in_w - pool) / stride + 1;
+  return g;
+}
+
 }  // namespace bp

@@ -93,15 +93,8 @@ struct PoolCase {
   const char* name;
   int batch, in_h, in_w, channels, pool, stride;
   Pool2dGeometry geometry() const {
-    Pool2dGeometry g;
+    Pool2dGeometry g = make_pool_geometry(in_h, in_w, channels, pool, stride);
     g.batch = batch;
-    g.in_h = in_h;
-    g.in_w = in_w;
-    g.channels = channels;
-    g.pool = pool;
-    g.stride = stride;
-    g.out_h = (in_h - pool) / stride + 1;  // Keras 'valid'
-    g.out_w = (in_w - pool) / stride + 1;
     return g;
   }
 };
