@@ -110,8 +110,11 @@ class ReplayingBackend final : public Backend {
     in_->seeded_permutation(o, seed, s, round);
   }
 
+  bool fail_capture = false;
+
   std::unique_ptr<StepGraph> capture_step(const std::function<void()>& body) override {
     ++captures;
+    if (fail_capture) BP_FAIL("capture refused by the test");
     return std::make_unique<Graph>(*this, body);
   }
 
@@ -206,6 +209,19 @@ TEST(StepRunner, ReplayedStepsEqualPlainStepsBitForBit) {
     for (size_t i = 0; i < plain.size(); ++i)
       EXPECT_EQ(plain[i], graphed[i]) << "tensor " << i << " differs (rule " << rule_name(rule) << ")";
   }
+}
+
+TEST(StepRunner, AFailedCaptureFallsBackToPlainSteps) {
+  auto plain_be = make_cpu_backend(1);
+  int64_t unused = 0;
+  const auto plain = train_steps(*plain_be, false, Rule::BrainProp, &unused);
+  ReplayingBackend refusing(make_cpu_backend(1));
+  refusing.fail_capture = true;
+  int64_t replays = -1;
+  const auto fallback = train_steps(refusing, true, Rule::BrainProp, &replays);
+  EXPECT_EQ(replays, 0);
+  EXPECT_EQ(refusing.captures, 1) << "after one failure the runner stops trying";
+  EXPECT_EQ(plain, fallback);
 }
 
 TEST(StepRunner, BackendsWithoutGraphsRunPlainly) {

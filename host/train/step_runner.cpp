@@ -1,5 +1,7 @@
 #include "train/step_runner.h"
 
+#include <cstdio>
+
 #include "core/trace.h"
 
 namespace bp {
@@ -30,10 +32,17 @@ void StepRunner::run(int64_t batch_index, double lr, uint64_t step, Tensor& stat
   if (!graph_ || lr != graph_lr_ || stats.raw() != graph_stats_) {
     TraceRange range("capture step graph");
     // By value: a backend may keep the recording (the scalars are fixed at capture anyway).
-    graph_ = be_.capture_step([this, batch_index, lr, step, &stats] {
-      run_plain(batch_index, lr, step, stats);
-    });
-    if (!graph_) {  // this backend has no graphs
+    try {
+      graph_ = be_.capture_step([this, batch_index, lr, step, &stats] {
+        run_plain(batch_index, lr, step, stats);
+      });
+    } catch (const Error& e) {
+      // Nothing ran during the failed capture: the step is still to do, without graphs.
+      std::fprintf(stderr, "brainprop: recording the step as a graph failed, continuing without "
+                           "graphs (slower, same results): %s\n", e.what());
+      graph_.reset();
+    }
+    if (!graph_) {  // this backend has no graphs, or recording failed
       use_graphs_ = false;
       run_plain(batch_index, lr, step, stats);
       return;
