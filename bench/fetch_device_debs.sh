@@ -35,10 +35,12 @@ done
 #       where the machine lacks them: gpu_check.sh links each missing one into a fallback folder)
 #   nlohmann-json3-dev                           headers + CMake config (find_package)
 #   libgtest-dev                                 static gtest/gtest_main + CMake config
+#   googletest                                   its sources: gpu_check.sh builds GoogleTest with
+#       the device's own compiler (a prebuilt libgtest.a may not link against its libstdc++)
 #   zlib1g, zlib1g-dev                           zlib.h and libz.so (gz IDX files)
 #   libturbojpeg0, libturbojpeg0-dev             optional: JPEG data sets
 packages=(libopenblas0-openmp libopenblas-openmp-dev libgfortran5 libquadmath0 libgomp1
-          nlohmann-json3-dev libgtest-dev zlib1g zlib1g-dev libturbojpeg0 libturbojpeg0-dev)
+          nlohmann-json3-dev libgtest-dev googletest zlib1g zlib1g-dev libturbojpeg0 libturbojpeg0-dev)
 
 mkdir -p "$DEST"
 # Ignore the folder in this checkout (idempotent); the device tool still carries it by name.

@@ -271,6 +271,9 @@ step_configure() {
               -DBRAINPROP_CUDA_ARCHS="$CUDA_ARCHS" "${PREFIX_ARGS[@]}" "${CUBLAS_ARGS[@]}")
   [ -n "$NVCC" ] && args+=(-DCMAKE_CUDA_COMPILER="$NVCC")
   [ -n "$CUDNN_ROOT" ] && args+=(-DCUDNN_ROOT="$CUDNN_ROOT")
+  # GoogleTest from the carried sources, built by this machine's compiler (see fetch_device_debs.sh)
+  [ -f "$DEPS/usr/src/googletest/CMakeLists.txt" ] &&
+    args+=(-DBRAINPROP_GTEST_SOURCE_DIR="$DEPS/usr/src/googletest")
   [ -f "$BUILD/CMakeCache.txt" ] || ! command -v ninja >/dev/null || args+=(-G Ninja)
   echo "cmake ${args[*]}"
   run_step configure 120 30 cmake "${args[@]}" > "$RESULTS/build.log" 2>&1
