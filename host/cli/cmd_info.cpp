@@ -1,11 +1,11 @@
 // `brainprop info`: version, the backends this build has, and the devices it can see.
-#include <cblas.h>
 #include <omp.h>
 
 #include <cstdio>
 
 #include "cli/args.h"
 #include "cli/commands.h"
+#include "cpu/blas_gemm.h"
 #include "device_info.h"
 #include "model/model_spec.h"
 
@@ -26,7 +26,7 @@ int run_info(const std::vector<std::string>& argv) {
   const nlohmann::json info = {
       {"version", BRAINPROP_VERSION},
       {"backends", {{"cpu", {{"compiled", true},
-                             {"blas", openblas_get_config()},
+                             {"blas", cpu::blas_name()},
                              {"threads", omp_get_max_threads()}}},
                     {"cuda", {{"compiled", cu.compiled},
                               {"architectures", cu.compiled_archs},
@@ -41,7 +41,7 @@ int run_info(const std::vector<std::string>& argv) {
     return 0;
   }
   std::printf("brainprop %s\n", BRAINPROP_VERSION);
-  std::printf("cpu backend: OpenBLAS (%s), %d OpenMP threads\n", openblas_get_config(),
+  std::printf("cpu backend: %s, %d OpenMP threads\n", cpu::blas_name().c_str(),
               omp_get_max_threads());
   if (cu.compiled) {
     std::printf("cuda: compiled for %s (runtime %d, driver %d); training backend: --backend cuda, --math fp32|tf32\n",

@@ -2,7 +2,6 @@
 // GEMMs, OpenMP for element-wise loops, the shared per-element math from kernels/math.
 // float32 for training; float64 too, for the finite-difference gradient checks.
 // Reductions into the stats are serial over samples so results never depend on threads.
-#include <cblas.h>
 #include <omp.h>
 
 #include <algorithm>
@@ -40,13 +39,17 @@ class CpuBackend final : public Backend {
   explicit CpuBackend(int threads) {
     if (threads > 0) {
       omp_set_num_threads(threads);
-      openblas_set_num_threads(threads);
+      cpu::set_blas_threads(threads);
     }
   }
 
   DeviceKind device() const override { return DeviceKind::CPU; }
   std::string name() const override {
+#if defined(BRAINPROP_HAVE_OPENBLAS)
     return "cpu (" + std::to_string(omp_get_max_threads()) + " threads, OpenBLAS)";
+#else
+    return "cpu (" + std::to_string(omp_get_max_threads()) + " threads, built-in GEMM)";
+#endif
   }
 
   Tensor empty(const Shape& shape, DType dtype) override {
