@@ -167,6 +167,15 @@ step_deps() {
     export LD_LIBRARY_PATH="$DEPS/usr/lib/$ARCH_TRIPLET/openblas-openmp:$DEPS/fallback-lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
     note="${#debs[@]} debs unpacked"
     (( bad )) && note="$note, some failed"
+    # A carried OpenBLAS that cannot load on this image (another glibc) would fail the build:
+    # then the CPU backend (the parity tests' reference) uses its built-in GEMM instead.
+    local blas
+    blas=$(find "$DEPS/usr" -path '*openblas-openmp*' -name 'libopenblas.so*' | head -1)
+    if [ -n "$blas" ] && ! python3 -c "import ctypes, sys; ctypes.CDLL(sys.argv[1])" "$blas" 2>/dev/null; then
+      echo "the carried OpenBLAS does not load here: building with the built-in GEMM"
+      PREFIX_ARGS+=(-DBRAINPROP_USE_OPENBLAS=OFF)
+      note="$note, built-in GEMM (OpenBLAS does not load)"
+    fi
   else
     echo "no .device-debs/*.deb: using the system's packages"
     PREFIX_ARGS=()
