@@ -49,16 +49,17 @@ DeviceContext::DeviceContext(int device, MathMode math) : device_(device), math_
 }
 
 DeviceContext::~DeviceContext() {
-  // Errors cannot be thrown from here; a failing teardown is reported and ignored.
+  // Errors cannot be thrown from here; a failing teardown is ignored. The handles go first
+  // (cuBLAS owns a pointer to its workspace), then the memory, then the stream it is freed on.
   if (stream_) cudaStreamSynchronize(stream_);
-  release(offsets_);
-  release(workspace_);
-  for (void* old : retired_) release(old);
-  release(cublas_workspace_);
 #if defined(BRAINPROP_HAVE_CUDNN)
   if (cudnn_) cudnnDestroy(cudnn_);
 #endif
   if (cublas_) cublasDestroy(cublas_);
+  release(offsets_);
+  release(workspace_);
+  for (void* old : retired_) release(old);
+  release(cublas_workspace_);
   if (stream_) {
     cudaStreamSynchronize(stream_);
     cudaStreamDestroy(stream_);
