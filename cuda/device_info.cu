@@ -1,32 +1,25 @@
 // Device discovery through the CUDA runtime. Compiled by nvcc in every CUDA-enabled build.
 #include <cuda_runtime.h>
 
+#include <string>
+
 #include "device_info.h"
 
 namespace bp::cuda {
 
 namespace {
-__global__ void probe_kernel() {}
 
-// Whether the build holds code for device `index`: asking for a kernel's attributes fails with
-// cudaErrorInvalidDeviceFunction (or NoKernelImageForDevice) when no SASS or PTX matches.
-std::string why_unusable(int index, const cudaDeviceProp& prop) {
+std::string why_unusable(const cudaDeviceProp& prop) {
+  const std::string cc = std::to_string(prop.major) + std::to_string(prop.minor);
   if (prop.major < 7)
     return "compute capability " + std::to_string(prop.major) + "." + std::to_string(prop.minor) +
            " is older than the sm_70 the CUDA backend needs";
-  int current = 0;
-  cudaGetDevice(&current);
-  cudaSetDevice(index);
-  cudaFuncAttributes attr{};
-  const cudaError_t status = cudaFuncGetAttributes(&attr, probe_kernel);
-  cudaSetDevice(current);
-  if (status == cudaSuccess) return "";
-  cudaGetLastError();
-  return std::string("this build has no code for sm_") + std::to_string(prop.major) +
-         std::to_string(prop.minor) + " (compiled for " + BRAINPROP_CUDA_ARCHS +
-         "; rebuild with -DBRAINPROP_CUDA_ARCHS=" + std::to_string(prop.major) +
-         std::to_string(prop.minor) + "-real): " + cudaGetErrorString(status);
+  if (!archs_cover(BRAINPROP_CUDA_ARCHS, prop.major, prop.minor))
+    return "this build has no code for sm_" + cc + " (compiled for " + BRAINPROP_CUDA_ARCHS +
+           "; rebuild with -DBRAINPROP_CUDA_ARCHS=" + cc + "-real)";
+  return "";
 }
+
 }  // namespace
 
 CudaInventory query_cuda() {
@@ -53,7 +46,7 @@ CudaInventory query_cuda() {
     d.minor = prop.minor;
     d.total_memory = prop.totalGlobalMem;
     d.multiprocessors = prop.multiProcessorCount;
-    d.why_unusable = why_unusable(i, prop);
+    d.why_unusable = why_unusable(prop);
     d.usable = d.why_unusable.empty();
     inv.devices.push_back(d);
   }

@@ -1,5 +1,7 @@
 // What the CUDA side of this build can do: compiled architectures and the devices present.
 #pragma once
+#include <algorithm>
+#include <cctype>
 #include <string>
 #include <vector>
 
@@ -27,5 +29,30 @@ struct CudaInventory {
 };
 
 CudaInventory query_cuda();
+
+// Whether code compiled for `archs` (CMake's list: "80-real;90-real;90-virtual", "86", ...) runs
+// on compute capability major.minor: machine code for sm_XY runs on X.Y and later minors of the
+// same major; PTX for compute_XY is compiled by the driver for any X.Y or newer. Decided from
+// the list alone, so no CUDA context is made on devices this process will not use.
+inline bool archs_cover(const std::string& archs, int major, int minor) {
+  const int device = major * 10 + minor;
+  size_t start = 0;
+  while (start <= archs.size()) {
+    const size_t end = std::min(archs.find_first_of(";,", start), archs.size());
+    const std::string token = archs.substr(start, end - start);
+    start = end + 1;
+    if (token.empty()) continue;
+    size_t digits = 0;
+    while (digits < token.size() && std::isdigit(static_cast<unsigned char>(token[digits]))) ++digits;
+    if (digits == 0) return true;  // "native", "all", "all-major": built for what is there
+    const int arch = std::stoi(token.substr(0, digits));
+    const bool real = token.find("-virtual") == std::string::npos;
+    const bool virt = token.find("-real") == std::string::npos;
+    if (real && arch / 10 == major && arch % 10 <= minor) return true;
+    if (virt && arch <= device) return true;
+  }
+  return false;
+}
+
 
 }  // namespace bp::cuda
