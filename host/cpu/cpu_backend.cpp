@@ -134,46 +134,12 @@ class CpuBackend final : public Backend {
 
   void gather_rows_scaled(const Tensor& w, const Tensor& index, const Tensor& scale,
                           Tensor& out) override {
-    check_same_dtype(w, out, "gather_rows_scaled");
-    const int64_t rows = out.dim(0), cols = w.dim(1);
-    BP_CHECK(out.row_elements() == cols && index.numel() >= rows && scale.numel() >= rows,
-             "gather_rows_scaled: shapes do not agree");
-    dispatch_float(w.dtype(), "gather_rows_scaled", [&](auto* tag) {
-      using T = std::remove_pointer_t<decltype(tag)>;
-      const T* src = w.data<T>();
-      const int32_t* idx = index.data<int32_t>();
-      const T* s = scale.data<T>();
-      T* dst = out.data<T>();
-#pragma omp parallel for schedule(static)
-      for (int64_t r = 0; r < rows; ++r) {
-        const T* row = src + static_cast<int64_t>(idx[r]) * cols;
-        for (int64_t c = 0; c < cols; ++c) dst[r * cols + c] = s[r] * row[c];
-      }
-    });
+    gather_rows(w, index, scale, nullptr, out, "gather_rows_scaled");
   }
 
   void gather_rows_scaled_gated(const Tensor& w, const Tensor& index, const Tensor& scale,
                                 const Tensor& y, Tensor& out) override {
-    check_same_dtype(w, out, "gather_rows_scaled_gated");
-    check_same_dtype(y, out, "gather_rows_scaled_gated");
-    const int64_t rows = out.dim(0), cols = w.dim(1);
-    BP_CHECK(out.row_elements() == cols && y.numel() == out.numel() && index.numel() >= rows &&
-                 scale.numel() >= rows,
-             "gather_rows_scaled_gated: shapes do not agree");
-    dispatch_float(w.dtype(), "gather_rows_scaled_gated", [&](auto* tag) {
-      using T = std::remove_pointer_t<decltype(tag)>;
-      const T* src = w.data<T>();
-      const int32_t* idx = index.data<int32_t>();
-      const T* s = scale.data<T>();
-      const T* act = y.data<T>();
-      T* dst = out.data<T>();
-#pragma omp parallel for schedule(static)
-      for (int64_t r = 0; r < rows; ++r) {
-        const T* row = src + static_cast<int64_t>(idx[r]) * cols;
-        for (int64_t c = 0; c < cols; ++c)
-          dst[r * cols + c] = gated_feedback(s[r] * row[c], act[r * cols + c]);
-      }
-    });
+    gather_rows(w, index, scale, &y, out, "gather_rows_scaled_gated");
   }
 
   void scatter_update_rows(Tensor& w, const Tensor& index, const Tensor& scale, const Tensor& x,
@@ -392,6 +358,34 @@ class CpuBackend final : public Backend {
     std::sort(keyed.begin(), keyed.end());
     int32_t* out = order.data<int32_t>();
     for (int64_t i = 0; i < count; ++i) out[i] = keyed[size_t(i)].second;
+  }
+
+ private:
+  // out[r, :] = scale[r] * w[index[r], :], gated by the ReLU output y when given.
+  static void gather_rows(const Tensor& w, const Tensor& index, const Tensor& scale,
+                          const Tensor* gate_y, Tensor& out, const char* op) {
+    check_same_dtype(w, out, op);
+    if (gate_y) check_same_dtype(*gate_y, out, op);
+    const int64_t rows = out.dim(0), cols = w.dim(1);
+    BP_CHECK(out.row_elements() == cols && (!gate_y || gate_y->numel() == out.numel()) &&
+                 index.numel() >= rows && scale.numel() >= rows,
+             op << ": shapes do not agree");
+    dispatch_float(w.dtype(), op, [&](auto* tag) {
+      using T = std::remove_pointer_t<decltype(tag)>;
+      const T* src = w.data<T>();
+      const int32_t* idx = index.data<int32_t>();
+      const T* s = scale.data<T>();
+      const T* act = gate_y ? gate_y->data<T>() : nullptr;
+      T* dst = out.data<T>();
+#pragma omp parallel for schedule(static)
+      for (int64_t r = 0; r < rows; ++r) {
+        const T* row = src + static_cast<int64_t>(idx[r]) * cols;
+        for (int64_t c = 0; c < cols; ++c) {
+          const T v = s[r] * row[c];
+          dst[r * cols + c] = act ? gated_feedback(v, act[r * cols + c]) : v;
+        }
+      }
+    });
   }
 };
 
