@@ -7,6 +7,10 @@
 namespace bp {
 
 namespace {
+const std::string kOutputForward = "output.forward";
+const std::string kOutputBackward = "output.backward";
+const std::string kOutputFusedBackward = "output+relu.backward (fused gate)";
+
 // One layer's forward or backward: a named NVTX range, and a timed span when timing is on.
 class LayerScope {
  public:
@@ -23,7 +27,7 @@ class LayerScope {
  private:
   TraceRange trace_;
   LayerTiming* timing_;
-  std::string name_;
+  const std::string& name_;  // one of the Net's names, which outlive the scope
 };
 }  // namespace
 
@@ -54,6 +58,14 @@ Net::Net(const ModelSpec& spec, const Shape& input_shape, int classes, Backend& 
   output_.build(be, shape, max_batch, dtype, seed, static_cast<int>(hidden_.size()));
   inputs_.resize(hidden_.size() + 1);
   outputs_.resize(hidden_.size());
+  // Profiler range names, made once here rather than per layer and step.
+  for (const auto& layer : hidden_) {
+    forward_names_.push_back(layer->name() + ".forward");
+    backward_names_.push_back(layer->name() + ".backward");
+  }
+  // A ReLU right under the output gates the selected rows of W as they are gathered (one
+  // pass instead of two), and is then skipped on the way down.
+  fuse_output_gate_ = !hidden_.empty() && hidden_.back()->type() == "relu";
 }
 
 Tensor Net::forward(const Tensor& x, bool training, uint64_t step) {
@@ -62,19 +74,19 @@ Tensor Net::forward(const Tensor& x, bool training, uint64_t step) {
                                                 << max_batch_);
   Tensor h = x;
   for (size_t i = 0; i < hidden_.size(); ++i) {
-    LayerScope scope(timing_, hidden_[i]->name() + ".forward");
+    LayerScope scope(timing_, forward_names_[i]);
     inputs_[i] = h;
     h = hidden_[i]->forward(be_, h, args);
     outputs_[i] = h;
   }
   inputs_.back() = h;
-  LayerScope scope(timing_, "output.forward");
+  LayerScope scope(timing_, kOutputForward);
   return output_.forward(be_, h, args);
 }
 
 void Net::propagate_down(size_t top, Tensor feedback, const UpdateArgs& update) {
   for (size_t i = top; i-- > 0;) {
-    LayerScope scope(timing_, hidden_[i]->name() + ".backward");
+    LayerScope scope(timing_, backward_names_[i]);
     feedback = hidden_[i]->backward(be_, inputs_[i], outputs_[i], feedback, i > 0, update);
   }
 }
@@ -83,24 +95,21 @@ void Net::backward(const Tensor& dlogits, const UpdateArgs& update) {
   const bool need_dx = !hidden_.empty();
   Tensor fb;
   {
-    LayerScope scope(timing_, "output.backward");
+    LayerScope scope(timing_, kOutputBackward);
     fb = output_.backward(be_, inputs_.back(), Tensor(), dlogits, need_dx, update);
   }
   propagate_down(hidden_.size(), fb, update);
 }
 
 void Net::backward_selected(const Tensor& action, const Tensor& err, const UpdateArgs& update) {
-  // A ReLU right under the output gates the selected rows of W as they are gathered (one
-  // pass instead of two), and is then skipped on the way down.
-  const bool fuse_gate = !hidden_.empty() && hidden_.back()->type() == "relu";
   const bool need_dx = !hidden_.empty();
   Tensor fb;
   {
-    LayerScope scope(timing_, fuse_gate ? "output+relu.backward (fused gate)" : "output.backward");
+    LayerScope scope(timing_, fuse_output_gate_ ? kOutputFusedBackward : kOutputBackward);
     fb = output_.backward_selected(be_, inputs_.back(), action, err, need_dx, update,
-                                   fuse_gate ? &outputs_.back() : nullptr);
+                                   fuse_output_gate_ ? &outputs_.back() : nullptr);
   }
-  propagate_down(hidden_.size() - (fuse_gate ? 1 : 0), fb, update);
+  propagate_down(hidden_.size() - (fuse_output_gate_ ? 1 : 0), fb, update);
 }
 
 std::vector<NamedParam> Net::params() {

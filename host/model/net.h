@@ -53,6 +53,8 @@ class Net {
   DenseLayer output_;
   std::vector<Tensor> inputs_;  // inputs_[i]: input of hidden layer i; inputs_.back(): of output
   std::vector<Tensor> outputs_;
+  std::vector<std::string> forward_names_, backward_names_;  // "dense1.forward", ...
+  bool fuse_output_gate_ = false;  // a ReLU feeds the output: BrainProp gathers gated rows
 };
 
 }  // namespace bp
