@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "cuda_check.h"
+#include "cuda/kernel_launch.cuh"
 
 namespace bp::cuda {
 namespace {
@@ -329,7 +330,7 @@ void* CudnnConvolutions::scratch(const Plan& plan, size_t cudnn_bytes, float** p
 void CudnnConvolutions::pad_input(const Plan& plan, const float* x, float* padded) {
   const Conv2dGeometry& g = plan.g;
   const int rows = g.batch * plan.padded_h;
-  pad_after_kernel<<<copy_blocks(rows, ctx_.sm_count()), kCopyThreads, 0, ctx_.stream()>>>(
+  BP_LAUNCH(pad_after_kernel, copy_blocks(rows, ctx_.sm_count()), kCopyThreads, 0, ctx_.stream(), 
       x, padded, rows, plan.padded_h, g.in_h, g.in_w * g.in_c, plan.padded_w * g.in_c);
   BP_CUDA_CHECK_LAUNCH(pad_after_kernel);
 }
@@ -364,7 +365,7 @@ void CudnnConvolutions::backward_data(const float* dy, const float* w, float* dx
                                               p.x_desc, padded ? padded : dx));
   if (padded) {
     const int rows = g.batch * g.in_h;
-    crop_kernel<<<copy_blocks(rows, ctx_.sm_count()), kCopyThreads, 0, ctx_.stream()>>>(
+    BP_LAUNCH(crop_kernel, copy_blocks(rows, ctx_.sm_count()), kCopyThreads, 0, ctx_.stream(), 
         padded, dx, rows, p.padded_h, g.in_h, g.in_w * g.in_c, p.padded_w * g.in_c);
     BP_CUDA_CHECK_LAUNCH(crop_kernel);
   }

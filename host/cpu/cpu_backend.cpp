@@ -94,7 +94,9 @@ class CpuBackend final : public Backend {
     check_cpu(c, "gemm C");
     check_same_dtype(a, b, "gemm");
     check_same_dtype(a, c, "gemm");
-    const auto [m, n, k] = gemm_dims(ta, tb, a, b, c);
+    // Plain locals: C++17 lambdas cannot capture structured bindings.
+    const auto [rows, cols, depth] = gemm_dims(ta, tb, a, b, c);
+    const int64_t m = rows, n = cols, k = depth;
     if (m == 0 || n == 0) return;
     dispatch_float(a.dtype(), "gemm", [&](auto* tag) {
       using T = std::remove_pointer_t<decltype(tag)>;

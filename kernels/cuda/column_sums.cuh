@@ -66,13 +66,13 @@ void column_sums(int64_t rows, int64_t cols, Value value, Finish finish, double*
   const dim3 grid(unsigned((cols + kColumnTile - 1) / kColumnTile), unsigned(chunks));
   const dim3 block(kColumnTile, kRowLanes);
   if (chunks == 1) {
-    column_partials_kernel<true><<<grid, block, 0, s>>>(rows, cols, value, partial, finish);
+    BP_LAUNCH(column_partials_kernel<true>, grid, block, 0, s, rows, cols, value, partial, finish);
     BP_CUDA_CHECK_LAUNCH(column_partials_kernel);
     return;
   }
-  column_partials_kernel<false><<<grid, block, 0, s>>>(rows, cols, value, partial, finish);
+  BP_LAUNCH(column_partials_kernel<false>, grid, block, 0, s, rows, cols, value, partial, finish);
   BP_CUDA_CHECK_LAUNCH(column_partials_kernel);
-  column_finish_kernel<<<grid_for(cols), kThreads, 0, s>>>(chunks, cols, partial, finish);
+  BP_LAUNCH(column_finish_kernel, grid_for(cols), kThreads, 0, s, chunks, cols, partial, finish);
   BP_CUDA_CHECK_LAUNCH(column_finish_kernel);
 }
 

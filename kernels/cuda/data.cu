@@ -1,11 +1,11 @@
 // Data on the GPU: the batch gather (uint8 images -> float in [0, 1], through the epoch's
 // order) and the epoch permutation (Philox keys sorted on the device with Thrust).
-#include <thrust/execution_policy.h>
 #include <thrust/sequence.h>
 #include <thrust/sort.h>
 
 #include "cuda/launch.cuh"
 #include "cuda/ops.h"
+#include "cuda/thrust_policy.cuh"
 #include "math/shuffle_key.h"
 
 namespace bp::cuda {
@@ -35,7 +35,7 @@ void gather_batch(const uint8_t* images, const int32_t* labels, const int32_t* o
                   StepArg first, int64_t rows, int64_t width, float* x, int32_t* y,
                   cudaStream_t s) {
   if (rows * width <= 0) return;
-  gather_batch_kernel<<<grid_for(rows * width), kThreads, 0, s>>>(images, labels, order, first,
+  BP_LAUNCH(gather_batch_kernel, grid_for(rows * width), kThreads, 0, s, images, labels, order, first,
                                                                   rows, width, x, y);
   BP_CUDA_CHECK_LAUNCH(gather_batch_kernel);
 }
@@ -43,11 +43,11 @@ void gather_batch(const uint8_t* images, const int32_t* labels, const int32_t* o
 void seeded_permutation(int32_t* order, int64_t count, uint64_t seed, RngStream stream,
                         uint32_t round, uint64_t* keys, cudaStream_t s) {
   if (count <= 0) return;
-  shuffle_keys_kernel<<<grid_for(count), kThreads, 0, s>>>(keys, count, seed, stream, round);
+  BP_LAUNCH(shuffle_keys_kernel, grid_for(count), kThreads, 0, s, keys, count, seed, stream, round);
   BP_CUDA_CHECK_LAUNCH(shuffle_keys_kernel);
-  thrust::sequence(thrust::cuda::par.on(s), order, order + count, 0);
+  thrust::sequence(thrust_on(s), order, order + count, 0);
   // Stable: equal keys keep index order, as the CPU's sort of (key, index) pairs.
-  thrust::stable_sort_by_key(thrust::cuda::par.on(s), keys, keys + count, order);
+  thrust::stable_sort_by_key(thrust_on(s), keys, keys + count, order);
 }
 
 }  // namespace bp::cuda

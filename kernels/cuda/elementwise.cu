@@ -72,7 +72,7 @@ __global__ void set_offsets_kernel(int64_t* offsets, int64_t batches_ahead, int6
 template <typename T>
 void fill_any(T* p, int64_t n, T v, cudaStream_t s) {
   if (n <= 0) return;
-  fill_kernel<<<grid_for(n), kThreads, 0, s>>>(p, n, v);
+  BP_LAUNCH(fill_kernel, grid_for(n), kThreads, 0, s, p, n, v);
   BP_CUDA_CHECK_LAUNCH(fill_kernel);
 }
 
@@ -85,19 +85,19 @@ void fill_u8(uint8_t* p, int64_t n, uint8_t v, cudaStream_t s) { fill_any(p, n, 
 
 void relu_forward(const float* x, float* y, int64_t n, cudaStream_t s) {
   if (n <= 0) return;
-  relu_forward_kernel<<<grid_for(n), kThreads, 0, s>>>(x, y, n);
+  BP_LAUNCH(relu_forward_kernel, grid_for(n), kThreads, 0, s, x, y, n);
   BP_CUDA_CHECK_LAUNCH(relu_forward_kernel);
 }
 
 void relu_feedback(const float* dy, const float* y, float* dx, int64_t n, cudaStream_t s) {
   if (n <= 0) return;
-  relu_feedback_kernel<<<grid_for(n), kThreads, 0, s>>>(dy, y, dx, n);
+  BP_LAUNCH(relu_feedback_kernel, grid_for(n), kThreads, 0, s, dy, y, dx, n);
   BP_CUDA_CHECK_LAUNCH(relu_feedback_kernel);
 }
 
 void add_row_bias(float* y, const float* bias, int64_t rows, int64_t cols, cudaStream_t s) {
   if (rows * cols <= 0) return;
-  add_row_bias_kernel<<<grid_for(rows * cols), kThreads, 0, s>>>(y, bias, rows, cols);
+  BP_LAUNCH(add_row_bias_kernel, grid_for(rows * cols), kThreads, 0, s, y, bias, rows, cols);
   BP_CUDA_CHECK_LAUNCH(add_row_bias_kernel);
 }
 
@@ -105,7 +105,7 @@ void gather_rows_scaled(const float* w, const int32_t* index, const float* scale
                         const float* gate_y, float* out, int64_t rows, int64_t cols,
                         cudaStream_t s) {
   if (rows * cols <= 0) return;
-  gather_rows_kernel<<<grid_for(rows * cols), kThreads, 0, s>>>(w, index, scale, gate_y, out,
+  BP_LAUNCH(gather_rows_kernel, grid_for(rows * cols), kThreads, 0, s, w, index, scale, gate_y, out,
                                                                rows, cols);
   BP_CUDA_CHECK_LAUNCH(gather_rows_kernel);
 }
@@ -114,7 +114,7 @@ void scatter_update_rows(float* w, const int32_t* index, const float* scale, con
                          int64_t units, int64_t cols, int64_t rows, float decay, float step,
                          cudaStream_t s) {
   if (units * cols <= 0) return;
-  scatter_update_rows_kernel<<<grid_for(units * cols), kThreads, 0, s>>>(
+  BP_LAUNCH(scatter_update_rows_kernel, grid_for(units * cols), kThreads, 0, s, 
       w, index, scale, x, units, cols, rows, decay, step);
   BP_CUDA_CHECK_LAUNCH(scatter_update_rows_kernel);
 }
@@ -122,14 +122,14 @@ void scatter_update_rows(float* w, const int32_t* index, const float* scale, con
 void scatter_update_bias(float* bias, const int32_t* index, const float* scale, int64_t units,
                          int64_t rows, float decay, float step, cudaStream_t s) {
   if (units <= 0) return;
-  scatter_update_bias_kernel<<<grid_for(units), kThreads, 0, s>>>(bias, index, scale, units, rows,
+  BP_LAUNCH(scatter_update_bias_kernel, grid_for(units), kThreads, 0, s, bias, index, scale, units, rows,
                                                                    decay, step);
   BP_CUDA_CHECK_LAUNCH(scatter_update_bias_kernel);
 }
 
 void set_replay_offsets(int64_t* offsets, int64_t batches_ahead, int64_t steps_ahead,
                         cudaStream_t s) {
-  set_offsets_kernel<<<1, 1, 0, s>>>(offsets, batches_ahead, steps_ahead);
+  BP_LAUNCH(set_offsets_kernel, 1, 1, 0, s, offsets, batches_ahead, steps_ahead);
   BP_CUDA_CHECK_LAUNCH(set_offsets_kernel);
 }
 

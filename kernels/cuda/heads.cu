@@ -19,7 +19,7 @@ __device__ void reduce_into_stats(double (&mine)[kSums], double* stats, int64_t 
   for (int k = 0; k < kSums; ++k) shared[k][threadIdx.x] = mine[k];
   __syncthreads();
   for (int width = kHeadThreads / 2; width > 0; width /= 2) {
-    if (threadIdx.x < width)
+    if (int(threadIdx.x) < width)
       for (int k = 0; k < kSums; ++k) shared[k][threadIdx.x] += shared[k][threadIdx.x + width];
     __syncthreads();
   }
@@ -81,20 +81,20 @@ __global__ void count_correct_kernel(const float* __restrict__ logits,
 void brainprop_head(const float* logits, const int32_t* labels, int64_t batch, int classes,
                     float epsilon, uint64_t seed, StepArg step, int32_t* action, float* err,
                     double* stats, cudaStream_t s) {
-  brainprop_head_kernel<<<1, kHeadThreads, 0, s>>>(logits, labels, batch, classes, epsilon, seed,
+  BP_LAUNCH(brainprop_head_kernel, 1, kHeadThreads, 0, s, logits, labels, batch, classes, epsilon, seed,
                                                     step, action, err, stats);
   BP_CUDA_CHECK_LAUNCH(brainprop_head_kernel);
 }
 
 void softmax_xent_head(const float* logits, const int32_t* labels, int64_t batch, int classes,
                        float* grad, double* stats, cudaStream_t s) {
-  softmax_xent_kernel<<<1, kHeadThreads, 0, s>>>(logits, labels, batch, classes, grad, stats);
+  BP_LAUNCH(softmax_xent_kernel, 1, kHeadThreads, 0, s, logits, labels, batch, classes, grad, stats);
   BP_CUDA_CHECK_LAUNCH(softmax_xent_kernel);
 }
 
 void count_correct(const float* logits, const int32_t* labels, int64_t batch, int classes,
                    double* stats, cudaStream_t s) {
-  count_correct_kernel<<<1, kHeadThreads, 0, s>>>(logits, labels, batch, classes, stats);
+  BP_LAUNCH(count_correct_kernel, 1, kHeadThreads, 0, s, logits, labels, batch, classes, stats);
   BP_CUDA_CHECK_LAUNCH(count_correct_kernel);
 }
 

@@ -4,6 +4,7 @@
 #include <algorithm>
 #include <cstdint>
 
+#include "cuda/kernel_launch.cuh"
 #include "cuda_check.h"
 
 namespace bp::cuda {

@@ -20,6 +20,7 @@
 // The stage structs and the micro-kernel are __host__ __device__ so that a host emulation of the
 // block schedule can check the index math without a GPU.
 #include "cuda/local2d.h"
+#include "cuda/kernel_launch.cuh"
 
 #include "cuda_check.h"
 
@@ -402,7 +403,7 @@ void local2d_forward(const float* x, const float* w, float* y, const Conv2dGeome
   if (g.batch <= 0 || g.positions() <= 0 || g.out_c <= 0) return;  // y is empty
   const dim3 grid = make_grid(g.positions(), ceil_div(g.batch, kTile), ceil_div(g.out_c, kTile),
                               "local2d_forward");
-  local2d_forward_kernel<<<grid, kThreads, 0, stream>>>(ForwardArgs{x, w, y, g});
+  BP_LAUNCH(local2d_forward_kernel, grid, kThreads, 0, stream, ForwardArgs{x, w, y, g});
   BP_CUDA_CHECK(cudaPeekAtLastError());
 }
 
@@ -413,7 +414,7 @@ void local2d_backward_data(const float* dy, const float* w, float* dx, const Con
   const dim3 grid =
       make_grid(static_cast<long long>(g.in_h) * g.in_w, ceil_div(g.batch, kTile),
                 ceil_div(g.in_c, kTile), "local2d_backward_data");
-  local2d_backward_data_kernel<<<grid, kThreads, 0, stream>>>(BackwardArgs{dy, w, dx, g});
+  BP_LAUNCH(local2d_backward_data_kernel, grid, kThreads, 0, stream, BackwardArgs{dy, w, dx, g});
   BP_CUDA_CHECK(cudaPeekAtLastError());
 }
 
@@ -423,7 +424,7 @@ void local2d_update(float* w, const float* dy, const float* x, const Conv2dGeome
   if (g.batch <= 0 || g.positions() <= 0 || g.out_c <= 0 || g.patch_size() <= 0) return;
   const dim3 grid = make_grid(g.positions(), ceil_div(g.out_c, kTile),
                               ceil_div(g.patch_size(), kTile), "local2d_update");
-  local2d_update_kernel<<<grid, kThreads, 0, stream>>>(UpdateArgs{w, dy, x, g, decay, step});
+  BP_LAUNCH(local2d_update_kernel, grid, kThreads, 0, stream, UpdateArgs{w, dy, x, g, decay, step});
   BP_CUDA_CHECK(cudaPeekAtLastError());
 }
 

@@ -196,7 +196,7 @@ void batchnorm_forward_train(const float* x, const float* gamma, const float* be
                              momentum, epsilon},
               partial, s);
   const int64_t n = rows * channels;
-  batchnorm_apply_kernel<<<grid_for(n), kThreads, 0, s>>>(x, saved_mean, saved_inv_std, gamma,
+  BP_LAUNCH(batchnorm_apply_kernel, grid_for(n), kThreads, 0, s, x, saved_mean, saved_inv_std, gamma,
                                                            beta, y, n, channels);
   BP_CUDA_CHECK_LAUNCH(batchnorm_apply_kernel);
 }
@@ -206,7 +206,7 @@ void batchnorm_forward_eval(const float* x, const float* gamma, const float* bet
                             int64_t channels, double epsilon, float* y, cudaStream_t s) {
   const int64_t n = rows * channels;
   if (n <= 0) return;
-  batchnorm_eval_kernel<<<grid_for(n), kThreads, 0, s>>>(x, gamma, beta, running_mean,
+  BP_LAUNCH(batchnorm_eval_kernel, grid_for(n), kThreads, 0, s, x, gamma, beta, running_mean,
                                                           running_var, epsilon, y, n, channels);
   BP_CUDA_CHECK_LAUNCH(batchnorm_eval_kernel);
 }
@@ -224,11 +224,11 @@ void batchnorm_backward(const float* dy, const float* x, const float* saved_mean
               StoreSum{sum_dy_xhat}, partial, s);
   const int64_t n = rows * channels;
   if (dx) {
-    batchnorm_input_grad_kernel<<<grid_for(n), kThreads, 0, s>>>(
+    BP_LAUNCH(batchnorm_input_grad_kernel, grid_for(n), kThreads, 0, s, 
         dy, x, saved_mean, saved_inv_std, gamma, sum_dy, sum_dy_xhat, dx, n, channels, float(rows));
     BP_CUDA_CHECK_LAUNCH(batchnorm_input_grad_kernel);
   }
-  batchnorm_update_kernel<<<grid_for(channels), kThreads, 0, s>>>(gamma, beta, sum_dy, sum_dy_xhat,
+  BP_LAUNCH(batchnorm_update_kernel, grid_for(channels), kThreads, 0, s, gamma, beta, sum_dy, sum_dy_xhat,
                                                                    channels, decay, step);
   BP_CUDA_CHECK_LAUNCH(batchnorm_update_kernel);
 }
@@ -236,7 +236,7 @@ void batchnorm_backward(const float* dy, const float* x, const float* saved_mean
 void maxpool2d_forward(const float* x, float* y, const Pool2dGeometry& g, cudaStream_t s) {
   const int64_t n = int64_t(g.batch) * g.out_h * g.out_w * g.channels;
   if (n <= 0) return;
-  maxpool_forward_kernel<<<grid_for(n), kThreads, 0, s>>>(x, y, g);
+  BP_LAUNCH(maxpool_forward_kernel, grid_for(n), kThreads, 0, s, x, y, g);
   BP_CUDA_CHECK_LAUNCH(maxpool_forward_kernel);
 }
 
@@ -244,14 +244,14 @@ void maxpool2d_backward(const float* dy, const float* x, float* dx, const Pool2d
                         cudaStream_t s) {
   const int64_t n = int64_t(g.batch) * g.in_h * g.in_w * g.channels;
   if (n <= 0) return;
-  maxpool_backward_kernel<<<grid_for(n), kThreads, 0, s>>>(dy, x, dx, g);
+  BP_LAUNCH(maxpool_backward_kernel, grid_for(n), kThreads, 0, s, dy, x, dx, g);
   BP_CUDA_CHECK_LAUNCH(maxpool_backward_kernel);
 }
 
 void dropout_apply(const float* x, float* y, int64_t n, float rate, uint64_t seed, StepArg step,
                    uint32_t layer, cudaStream_t s) {
   if (n <= 0) return;
-  dropout_kernel<<<grid_for((n + 3) / 4), kThreads, 0, s>>>(x, y, n, rate, seed, step, layer);
+  BP_LAUNCH(dropout_kernel, grid_for((n + 3) / 4), kThreads, 0, s, x, y, n, rate, seed, step, layer);
   BP_CUDA_CHECK_LAUNCH(dropout_kernel);
 }
 

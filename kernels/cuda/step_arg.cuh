@@ -12,7 +12,7 @@ struct StepArg {
   const int64_t* offsets = nullptr;  // null: not in a graph
   int which = 0;                     // 0: batches ahead, 1: steps ahead
 
-#if defined(__CUDACC__)
+#if defined(__CUDACC__) || defined(BRAINPROP_CUDA_EMULATOR)
   __device__ __forceinline__ int64_t value() const {
     return offsets ? base + stride * offsets[which] : base;
   }
