@@ -51,6 +51,7 @@ Settings from_environment() {
   if (const char* n = std::getenv("BRAINPROP_EMU_FAIL_ALLOC")) s.fail_allocation = std::atoll(n);
   if (const char* v = std::getenv("BRAINPROP_EMU_NO_MEMPOOLS")) s.memory_pools = std::strcmp(v, "1") != 0;
   if (const char* v = std::getenv("BRAINPROP_EMU_ABORT")) s.abort_on_error = std::strcmp(v, "1") == 0;
+  if (const char* v = std::getenv("BRAINPROP_EMU_NO_DEVICE")) s.no_device = std::strcmp(v, "1") == 0;
   if (const char* v = std::getenv("BRAINPROP_EMU_SYNC")) s.synchronous = std::strcmp(v, "1") == 0;
   return s;
 }
@@ -90,6 +91,8 @@ extern "C" {
 
 cudaError_t cudaGetDeviceCount(int* count) {
   if (!count) return record(cudaErrorInvalidValue);
+  *count = 0;
+  if (bp_emu::settings().no_device) return record(cudaErrorNoDevice);
   *count = 1;
   return cudaSuccess;
 }

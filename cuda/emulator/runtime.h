@@ -46,6 +46,7 @@ struct Settings {
   int64_t fail_allocation = 0;                      // BRAINPROP_EMU_FAIL_ALLOC=N: the Nth allocation fails
   bool memory_pools = true;                         // BRAINPROP_EMU_NO_MEMPOOLS=1 reports none
   bool abort_on_error = false;                      // BRAINPROP_EMU_ABORT=1: abort() at the fault (gdb)
+  bool no_device = false;                           // BRAINPROP_EMU_NO_DEVICE=1: the runtime finds none
   bool synchronous = false;                         // BRAINPROP_EMU_SYNC=1: run each op when issued
 };
 Settings& settings();

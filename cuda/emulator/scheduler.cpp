@@ -106,6 +106,7 @@ struct BlockRun {
 
 struct Scheduler {
   std::vector<Fiber*> fibers;  // the pool, reused across blocks and launches
+  std::vector<Fiber*> retired;  // stuck at a divergent barrier: never resumed, kept
   Fiber* running = nullptr;
   bctx::fcontext_t host = nullptr;
   BlockRun block;
@@ -123,7 +124,8 @@ struct Scheduler {
 #endif
 };
 
-Scheduler g;
+// Immortal: fibers may be referenced by a kernel still on their stacks at exit.
+Scheduler& g = *new Scheduler;
 
 bool one_fiber_per_thread() {
 #if defined(BP_EMU_TSAN)
@@ -282,7 +284,10 @@ BP_EMU_NO_TSAN bool run_block(KernelBody* body, int threads) {
           << ", " << current.block_idx.z << "): divergent __syncthreads(): " << divergence;
       fail_execution(cudaErrorLaunchFailure, msg.str());
       // The waiting fibers' stacks hold frames that will never finish: retire them.
-      for (Fiber* f : waiting) std::replace(g.fibers.begin(), g.fibers.end(), f, new_fiber());
+      for (Fiber* f : waiting) {
+        g.retired.push_back(f);
+        std::replace(g.fibers.begin(), g.fibers.end(), f, new_fiber());
+      }
       return false;
     }
 #if defined(BP_EMU_TSAN)

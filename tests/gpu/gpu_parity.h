@@ -7,6 +7,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
+#include <cstdlib>
 #include <limits>
 #include <memory>
 #include <random>
@@ -16,6 +17,23 @@
 #include "core/backend.h"
 
 namespace bp::test {
+
+// Where every GPU test must run (BRAINPROP_GPU_TESTS_MUST_RUN=1: the emulated device in CI,
+// bench/gpu_check.sh on a GPU), a test that would skip fails instead: a GPU run that silently
+// tests less than it says must not pass.
+inline bool gpu_tests_must_run() {
+  const char* v = std::getenv("BRAINPROP_GPU_TESTS_MUST_RUN");
+  return v && std::string(v) == "1";
+}
+
+#define BP_GPU_SKIP(why)                                                                 \
+  do {                                                                                   \
+    if (::bp::test::gpu_tests_must_run()) {                                              \
+      FAIL() << "this test must run here (BRAINPROP_GPU_TESTS_MUST_RUN=1) but would skip: " \
+             << why;                                                                     \
+    }                                                                                    \
+    GTEST_SKIP() << why;                                                                 \
+  } while (0)
 
 // Random floats in [lo, hi) from a fixed seed.
 inline std::vector<float> random_floats(int64_t n, uint32_t seed, float lo = -1.f, float hi = 1.f) {
@@ -39,7 +57,7 @@ class GpuParity : public ::testing::Test {
  protected:
   void SetUp() override {
     std::string why;
-    if (!cuda_backend_available(&why)) GTEST_SKIP() << "no CUDA device: " << why;
+    if (!cuda_backend_available(&why)) BP_GPU_SKIP("no CUDA device: " << why);
     cpu_ = make_cpu_backend(1);
     gpu_ = make_cuda_backend(0, MathMode::FP32);
   }

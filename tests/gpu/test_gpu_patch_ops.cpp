@@ -44,7 +44,7 @@ class GpuPatchOps : public GpuParity, public ::testing::WithParamInterface<Patch
     ops_ = GetParam().ops;
     c_ = GetParam().c;
 #ifndef BRAINPROP_HAVE_CUDNN
-    if (ops_->needs_cudnn) GTEST_SKIP() << "this build has no cuDNN (ConvWithoutCudnnSaysSo checks the error)";
+    if (ops_->needs_cudnn) BP_GPU_SKIP("this build has no cuDNN (ConvWithoutCudnnSaysSo checks the error)");
 #endif
     g_ = c_.geometry();
     xs_ = {c_.batch, c_.in_h, c_.in_w, c_.in_c};

@@ -134,11 +134,11 @@ TEST_F(GpuTrainingStep, DenseBrainProp) { compare("dense", Rule::BrainProp); }
 TEST_F(GpuTrainingStep, DenseEbp) { compare("dense", Rule::Ebp); }
 
 TEST_F(GpuTrainingStep, ConvBrainProp) {
-  if (!have_cudnn()) GTEST_SKIP() << "this build has no cuDNN: conv2d cannot run on the GPU";
+  if (!have_cudnn()) BP_GPU_SKIP("this build has no cuDNN: conv2d cannot run on the GPU");
   compare("conv", Rule::BrainProp);
 }
 TEST_F(GpuTrainingStep, ConvEbp) {
-  if (!have_cudnn()) GTEST_SKIP() << "this build has no cuDNN: conv2d cannot run on the GPU";
+  if (!have_cudnn()) BP_GPU_SKIP("this build has no cuDNN: conv2d cannot run on the GPU");
   compare("conv", Rule::Ebp);
 }
 
@@ -221,7 +221,7 @@ TEST_F(GpuStepGraphs, DenseBrainPropReplaysMatchPlainSteps) { compare("dense", R
 TEST_F(GpuStepGraphs, DenseEbpReplaysMatchPlainSteps) { compare("dense", Rule::Ebp); }
 TEST_F(GpuStepGraphs, ConvBrainPropReplaysMatchPlainSteps) {
   // cuDNN, batch norm and dropout (its mask keyed by the replayed step) inside the graph.
-  if (!have_cudnn()) GTEST_SKIP() << "this build has no cuDNN: conv2d cannot run on the GPU";
+  if (!have_cudnn()) BP_GPU_SKIP("this build has no cuDNN: conv2d cannot run on the GPU");
   compare("conv", Rule::BrainProp);
 }
 TEST_F(GpuStepGraphs, LocconEbpReplaysMatchPlainSteps) {
@@ -236,7 +236,7 @@ TEST_F(GpuParity, FashionMnistTwoEpochsMatchTheCpu) {
   try {
     data = load_dataset("fashion-mnist", DataLimits{10000, 2000});
   } catch (const Error& e) {
-    GTEST_SKIP() << "Fashion-MNIST is not installed: " << e.what();
+    BP_GPU_SKIP("Fashion-MNIST is not installed: " << e.what());
   }
   auto cpu2 = make_cpu_backend(2);
   for (Rule rule : {Rule::Ebp, Rule::BrainProp}) {
