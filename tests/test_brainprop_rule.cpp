@@ -85,7 +85,8 @@ constexpr int kMinChecked = 97;
 class BrainPropGradient : public ::testing::TestWithParam<std::tuple<bool, double>> {};
 
 TEST_P(BrainPropGradient, UpdateEqualsFiniteDifferenceGradientOfItsLoss) {
-  const auto [bias, l2] = GetParam();
+  const bool bias = std::get<0>(GetParam());
+  const double l2 = std::get<1>(GetParam());  // a plain local: lambdas capture it
   Fixture f(11);
   auto net = f.net(small_spec(bias, l2));
   auto probe = f.net(small_spec(bias, l2));
@@ -102,7 +103,8 @@ TEST_P(BrainPropGradient, UpdateEqualsFiniteDifferenceGradientOfItsLoss) {
 }
 
 TEST_P(BrainPropGradient, EbpUpdateEqualsFiniteDifferenceGradientOfCrossEntropy) {
-  const auto [bias, l2] = GetParam();
+  const bool bias = std::get<0>(GetParam());
+  const double l2 = std::get<1>(GetParam());  // a plain local: lambdas capture it
   Fixture f(12);
   auto net = f.net(small_spec(bias, l2));
   auto probe = f.net(small_spec(bias, l2));

@@ -80,7 +80,8 @@ constexpr int kBatch = 4, kClasses = 3;
 class LayerGradient : public ::testing::TestWithParam<std::tuple<int, bool>> {};
 
 TEST_P(LayerGradient, UpdateEqualsFiniteDifferences) {
-  const auto [index, brainprop] = GetParam();
+  const int index = std::get<0>(GetParam());
+  const bool brainprop = std::get<1>(GetParam());  // a plain local: lambdas capture it
   const NetCase c = cases()[size_t(index)];
   SCOPED_TRACE(c.name);
   ModelSpec spec;
