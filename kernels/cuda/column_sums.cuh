@@ -17,26 +17,31 @@ inline int64_t column_chunks(int64_t rows) { return (rows + kRowsPerChunk - 1) /
 
 // partial[chunk * cols + c] = sum over the chunk's rows r of value(r, c); or, when the rows
 // fit one chunk (the dense layers' batches), finish(c, sum) directly: one launch, not two.
+// gridDim.y is limited to 65535, so a block walks the chunks y, y + gridDim.y, ... (above
+// 65535 chunks, about 16.7 M rows, one block row takes several).
 template <bool kOneChunk, typename Value, typename Finish>
 __global__ void column_partials_kernel(int64_t rows, int64_t cols, Value value,
                                        double* __restrict__ partial, Finish finish) {
   __shared__ double lanes[kRowLanes][kColumnTile + 1];
   const int64_t c = int64_t(blockIdx.x) * kColumnTile + threadIdx.x;
-  const int64_t chunk = blockIdx.y;
-  const int64_t r0 = chunk * kRowsPerChunk;
-  const int64_t r1 = r0 + kRowsPerChunk < rows ? r0 + kRowsPerChunk : rows;
-  double sum = 0.0;
-  if (c < cols)
-    for (int64_t r = r0 + threadIdx.y; r < r1; r += kRowLanes) sum += value(r, c);
-  lanes[threadIdx.y][threadIdx.x] = sum;
-  __syncthreads();
-  if (threadIdx.y == 0 && c < cols) {
-    double total = 0.0;
-    for (int l = 0; l < kRowLanes; ++l) total += lanes[l][threadIdx.x];
-    if (kOneChunk)
-      finish(c, total);
-    else
-      partial[chunk * cols + c] = total;
+  const int64_t chunks = kOneChunk ? 1 : column_chunks(rows);
+  for (int64_t chunk = blockIdx.y; chunk < chunks; chunk += gridDim.y) {  // uniform in the block
+    const int64_t r0 = chunk * kRowsPerChunk;
+    const int64_t r1 = r0 + kRowsPerChunk < rows ? r0 + kRowsPerChunk : rows;
+    double sum = 0.0;
+    if (c < cols)
+      for (int64_t r = r0 + threadIdx.y; r < r1; r += kRowLanes) sum += value(r, c);
+    lanes[threadIdx.y][threadIdx.x] = sum;
+    __syncthreads();
+    if (threadIdx.y == 0 && c < cols) {
+      double total = 0.0;
+      for (int l = 0; l < kRowLanes; ++l) total += lanes[l][threadIdx.x];
+      if (kOneChunk)
+        finish(c, total);
+      else
+        partial[chunk * cols + c] = total;
+    }
+    __syncthreads();  // the lanes are rewritten by the next chunk
   }
 }
 
@@ -63,7 +68,9 @@ void column_sums(int64_t rows, int64_t cols, Value value, Finish finish, double*
                  cudaStream_t s) {
   if (cols <= 0) return;
   const int64_t chunks = std::max<int64_t>(column_chunks(rows), 1);
-  const dim3 grid(unsigned((cols + kColumnTile - 1) / kColumnTile), unsigned(chunks));
+  const int64_t tiles = (cols + kColumnTile - 1) / kColumnTile;
+  BP_CHECK(tiles <= 0x7fffffffLL, "column sums over " << cols << " columns: too many for one launch");
+  const dim3 grid(unsigned(tiles), unsigned(std::min<int64_t>(chunks, 65535)));
   const dim3 block(kColumnTile, kRowLanes);
   if (chunks == 1) {
     BP_LAUNCH(column_partials_kernel<true>, grid, block, 0, s, rows, cols, value, partial, finish);
