@@ -25,10 +25,31 @@
 # (/tmp/bp-deps), BP_CUDA_ARCHS (from nvidia-smi's compute capability, else 90-real),
 # BP_BUILD_TIMEOUT_S (330 per build step), BP_BENCH_STEPS/REPEATS/WARMUP (20/3/5), BP_SKIP
 # (space-separated step groups to skip: build tests cli memcheck bench pytorch racecheck;
-# "build" configures only, for a dry run), BP_ROOT (the checkout, for a copy of this script).
+# "build" configures only, for a dry run), BP_ROOT (the checkout, for a copy of this script),
+# BP_JOBS (build jobs; all cores).
+#
+# Arguments: --build-only (or BP_BUILD_ONLY=1): deps, machine, configure and build, then the
+# summary; no GPU step (for proving the build on a machine without a GPU). -h: this text.
+# The CUDA toolkit is found by bench/find_cuda_toolkit.sh (sourced; run it alone to see what it
+# finds): nvcc, nvvm, crt, the CUDA/cuBLAS/CCCL/NVTX headers, cudart, cuBLAS and cuDNN, from
+# PATH, CUDA_HOME/CUDA_PATH, /usr/local/cuda* or any python's nvidia/ wheels; where CMake cannot
+# use them as they lie it builds $BP_DEPS_PREFIX/cuda-prefix, a prefix of links, and points
+# CMake at it (CMAKE_CUDA_COMPILER, CUDAToolkit_ROOT, CUDNN_ROOT). Its knobs: BP_NVCC,
+# BP_CUDA_ROOTS, BP_PYTHON, BP_CUDA_PREFIX (auto | always | never); CUDNN_ROOT, when set, wins.
 set -u
 
+BUILD_ONLY=${BP_BUILD_ONLY:-0}
+for arg in "$@"; do
+  case "$arg" in
+    --build-only) BUILD_ONLY=1 ;;
+    -h|--help) sed -n '2,39p' "$0"; exit 0 ;;
+    *) echo "gpu_check.sh: unknown argument $arg" >&2; exit 2 ;;
+  esac
+done
+SCRIPT_DIR=$(cd "$(dirname "$0")" && pwd)
 cd "${BP_ROOT:-$(dirname "$0")/..}" || exit 1   # BP_ROOT: run a copy of this script on a checkout
+FIND_CUDA=$SCRIPT_DIR/find_cuda_toolkit.sh
+[ -f "$FIND_CUDA" ] || FIND_CUDA=$(pwd)/bench/find_cuda_toolkit.sh
 ROOT=$(pwd)
 T0=$(date +%s)
 BUDGET_S=${BP_GPU_CHECK_BUDGET_S:-480}
@@ -36,7 +57,7 @@ RESERVE_S=12                                   # kept for the summary
 BUILD=${BP_BUILD_DIR:-$ROOT/build-gpu}
 DEPS=${BP_DEPS_PREFIX:-/tmp/bp-deps}
 RESULTS=${OUT:-$BUILD}
-JOBS=$(nproc 2>/dev/null || echo 16)
+JOBS=${BP_JOBS:-$(nproc 2>/dev/null || echo 16)}
 BENCH_STEPS=${BP_BENCH_STEPS:-20}
 BENCH_REPEATS=${BP_BENCH_REPEATS:-3}
 BENCH_WARMUP=${BP_BENCH_WARMUP:-5}
@@ -64,7 +85,12 @@ main() {
   step_machine
   BUILT=0
   if step_configure && ! skipped build build && step_build; then BUILT=1; fi
-  if (( BUILT )) && [ -x "$BP" ]; then
+  if (( BUILD_ONLY )); then
+    echo "--build-only: no GPU step"
+    for s in "gpu tests" "GPU CLI smoke" compute-sanitizer "engine bench" "pytorch reference"; do
+      record "$s" SKIP 0 "--build-only"
+    done
+  elif (( BUILT )) && [ -x "$BP" ]; then
     step_tests
     step_cli
     step_sanitizer first    # memcheck on three nets, racecheck on our own shared-memory kernels
@@ -182,65 +208,26 @@ step_deps() {
     note="system packages"
   fi
 
-  # The CUDA toolkit: nvcc on PATH, else /usr/local/cuda, else a pip wheel's.
-  NVCC=$(command -v nvcc || true)
-  [ -z "$NVCC" ] && [ -x /usr/local/cuda/bin/nvcc ] && NVCC=/usr/local/cuda/bin/nvcc
-  if [ -z "$NVCC" ]; then
-    NVCC=$(python3 - 2>/dev/null <<'PY'
-import glob, os
-try:
-    import nvidia
-    for root in nvidia.__path__:
-        for hit in glob.glob(os.path.join(root, "*", "bin", "nvcc")):
-            print(hit); raise SystemExit
-except ImportError:
-    pass
-PY
-)
+  # The CUDA toolkit, piece by piece, wherever it is (PATH, CUDA_HOME/CUDA_PATH, /usr/local/cuda*,
+  # every python's site-packages nvidia/ tree, in both wheel layouts); where CMake could not use
+  # a piece as it lies, bench/find_cuda_toolkit.sh builds a prefix of links ($DEPS/cuda-prefix).
+  mkdir -p "$DEPS"
+  # shellcheck source=bench/find_cuda_toolkit.sh
+  . "$FIND_CUDA"
+  bp_find_cuda_toolkit "$DEPS"
+  NVCC=$BP_CUDA_NVCC
+  CUDA_HOME_GUESS=$BP_CUDA_TOP   # the real toolkit (compute-sanitizer is looked for beside it)
+  CUDA_ARGS=("${BP_CUDA_CMAKE_ARGS[@]}")
+  if [ -n "${CUDNN_ROOT:-}" ]; then   # given by the caller: wins over the one found
+    CUDA_ARGS=("${CUDA_ARGS[@]/#-DCUDNN_ROOT=*/}")
+    CUDA_ARGS+=(-DCUDNN_ROOT="$CUDNN_ROOT")
   fi
-  CUDA_HOME_GUESS=""
-  [ -n "$NVCC" ] && CUDA_HOME_GUESS=$(cd "$(dirname "$NVCC")/.." && pwd)
-  CUDA_LIB=""
-  local d
-  for d in ${CUDA_HOME_GUESS:+"$CUDA_HOME_GUESS/lib64" "$CUDA_HOME_GUESS/lib" "$CUDA_HOME_GUESS/targets/x86_64-linux/lib"}; do
-    [ -e "$d/libcudart.so" ] || [ -e "$d/libcudart_static.a" ] && { CUDA_LIB=$d; break; }
-  done
-  echo "nvcc: ${NVCC:-NOT FOUND}; toolkit libraries: ${CUDA_LIB:-not found}"
-  # cuDNN: the toolkit's copy, or the pip wheel nvidia-cudnn-cu13 (a namespace package).
-  CUDNN_ROOT=${CUDNN_ROOT:-}
-  if [ -z "$CUDNN_ROOT" ] && ! ls "$CUDA_HOME_GUESS"/include/cudnn.h >/dev/null 2>&1; then
-    CUDNN_ROOT=$(python3 -c "import nvidia.cudnn, os; print(list(nvidia.cudnn.__path__)[0])" 2>/dev/null || true)
-    if [ -z "$CUDNN_ROOT" ]; then  # another wheel layout: look for the header
-      CUDNN_ROOT=$(python3 -c "import nvidia; print('\n'.join(nvidia.__path__))" 2>/dev/null \
-        | while read -r p; do find "$p" -maxdepth 3 -name cudnn.h 2>/dev/null; done | head -1 | xargs -r dirname | xargs -r dirname)
-    fi
-  fi
-  CUDNN_LIB=""
-  if [ -n "$CUDNN_ROOT" ]; then
-    for d in "$CUDNN_ROOT/lib" "$CUDNN_ROOT/lib64"; do [ -d "$d" ] && CUDNN_LIB=$d && break; done
-    export LD_LIBRARY_PATH="${LD_LIBRARY_PATH:+$LD_LIBRARY_PATH:}$CUDNN_LIB"
-  fi
-  echo "cuDNN: ${CUDNN_ROOT:-toolkit copy or none} ${CUDNN_LIB:+(libraries $CUDNN_LIB)}"
-  [ -n "$CUDA_LIB" ] && export LD_LIBRARY_PATH="$LD_LIBRARY_PATH:$CUDA_LIB"
-  # cuBLAS missing from the toolkit (an nvcc-only install): offer the wheel's under the
-  # names CMake's FindCUDAToolkit looks for.
-  CUBLAS_ARGS=()
-  if [ -n "$CUDA_HOME_GUESS" ] && ! ls "$CUDA_LIB"/libcublas.so >/dev/null 2>&1; then
-    local wheel; wheel=$(python3 -c "import nvidia.cublas, os; print(list(nvidia.cublas.__path__)[0])" 2>/dev/null || true)
-    if [ -n "$wheel" ] && [ -d "$wheel/lib" ]; then
-      mkdir -p "$DEPS/cublas-lib"
-      for so in "$wheel"/lib/libcublas*.so.*; do
-        ln -sfn "$so" "$DEPS/cublas-lib/$(basename "$so" | sed 's/\.so\..*/.so/')"
-        ln -sfn "$so" "$DEPS/cublas-lib/$(basename "$so")"
-      done
-      CUBLAS_ARGS=(-DCMAKE_LIBRARY_PATH="$DEPS/cublas-lib")
-      export LD_LIBRARY_PATH="$LD_LIBRARY_PATH:$DEPS/cublas-lib"
-      echo "cuBLAS: not in the toolkit; using the wheel's ($wheel/lib)"
-    fi
-  fi
+  [ -n "$BP_CUDA_LIBRARY_PATH" ] && export LD_LIBRARY_PATH="${LD_LIBRARY_PATH:+$LD_LIBRARY_PATH:}$BP_CUDA_LIBRARY_PATH"
+  note="$note; CUDA: $BP_CUDA_NOTE"
+  [ -n "$BP_CUDA_MISSING" ] && note="$note; MISSING: $BP_CUDA_MISSING"
   echo "LD_LIBRARY_PATH=$LD_LIBRARY_PATH"
   [ -z "$NVCC" ] && note="$note; NO nvcc"
-  record deps "$( [ -n "$NVCC" ] && echo ok || echo FAIL)" $(( $(date +%s) - t )) "$note"
+  record deps "$( [ -n "$NVCC" ] && [ -z "$BP_CUDA_MISSING" ] && echo ok || echo FAIL)" $(( $(date +%s) - t )) "$note"
 }
 
 # ---------------------------------------------------------------- b. machine
@@ -269,7 +256,9 @@ step_machine() {
   cmake --version 2>/dev/null | head -1
   command -v ninja >/dev/null && echo "ninja $(ninja --version)"
   env LD_LIBRARY_PATH="$ORIG_LD_LIBRARY_PATH" timeout 60 python3 -c "import torch; print('torch', torch.__version__, 'cuda', torch.version.cuda, 'cudnn', torch.backends.cudnn.version(), 'gpu', torch.cuda.is_available())" 2>&1 | tail -1
-  record machine "$( [ -n "$GPU_NAME" ] && echo ok || echo FAIL)" $(( $(date +%s) - t )) "${GPU_NAME:-nvidia-smi saw no GPU}${DRIVER:+, driver $DRIVER}"
+  local mstatus=FAIL; [ -n "$GPU_NAME" ] && mstatus=ok
+  [ "$mstatus" = FAIL ] && (( BUILD_ONLY )) && mstatus=SKIP   # no GPU needed to build
+  record machine "$mstatus" $(( $(date +%s) - t )) "${GPU_NAME:-nvidia-smi saw no GPU}${DRIVER:+, driver $DRIVER}"
 }
 
 # ---------------------------------------------------------------- c. build
@@ -277,9 +266,8 @@ step_machine() {
 step_configure() {
   section "configure"
   local args=(-S "$ROOT" -B "$BUILD" -DCMAKE_BUILD_TYPE=Release -DBRAINPROP_CUDA=ON
-              -DBRAINPROP_CUDA_ARCHS="$CUDA_ARCHS" "${PREFIX_ARGS[@]}" "${CUBLAS_ARGS[@]}")
-  [ -n "$NVCC" ] && args+=(-DCMAKE_CUDA_COMPILER="$NVCC")
-  [ -n "$CUDNN_ROOT" ] && args+=(-DCUDNN_ROOT="$CUDNN_ROOT")
+              -DBRAINPROP_CUDA_ARCHS="$CUDA_ARCHS" "${PREFIX_ARGS[@]}")
+  local a; for a in "${CUDA_ARGS[@]}"; do [ -n "$a" ] && args+=("$a"); done   # nvcc, CUDAToolkit_ROOT, CUDNN_ROOT
   # GoogleTest from the carried sources, built by this machine's compiler (see fetch_device_debs.sh)
   [ -f "$DEPS/usr/src/googletest/CMakeLists.txt" ] &&
     args+=(-DBRAINPROP_GTEST_SOURCE_DIR="$DEPS/usr/src/googletest")
