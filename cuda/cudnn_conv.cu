@@ -2,6 +2,8 @@
 
 #include <algorithm>
 #include <climits>
+#include <cstdio>
+#include <cstdlib>
 #include <initializer_list>
 #include <sstream>
 #include <string>
@@ -46,6 +48,7 @@ struct Candidate {
   Algo algo;
   cudnnMathType_t math;
   bool deterministic;
+  int heuristic_rank;  // its place in cuDNN's heuristics, -1 for a fallback
 };
 
 template <typename Algo>
@@ -53,13 +56,21 @@ struct Choice {
   Algo algo{};
   cudnnMathType_t math = CUDNN_DEFAULT_MATH;
   size_t bytes = 0;
+  int heuristic_rank = -1;
 };
 
-// FP32 must match the CPU reference: FMA kernels only (CUDNN_DEFAULT_MATH permits TF32 tensor
-// cores on Ampere and newer). TF32 takes whatever cuDNN offers except down-conversion to FP16.
+// Which heuristic results a math mode can use. FP32 must match the CPU reference: FMA kernels
+// only. cuDNN's v7 heuristics report CUDNN_DEFAULT_MATH for float results (DEFAULT permits
+// TF32 tensor cores on Ampere and newer), so those are kept and run with CUDNN_FMA_MATH forced
+// on the descriptor, their workspace queried again under it (an algorithm without an FMA
+// kernel fails that query and is passed over); results that need tensor-op math are dropped.
+// TF32 takes whatever cuDNN offers except down-conversion to FP16.
 bool math_allowed(cudnnMathType_t type, MathMode mode) {
-  if (mode == MathMode::FP32) return type == CUDNN_FMA_MATH;
+  if (mode == MathMode::FP32) return type == CUDNN_FMA_MATH || type == CUDNN_DEFAULT_MATH;
   return type != CUDNN_TENSOR_OP_MATH_ALLOW_CONVERSION;
+}
+cudnnMathType_t math_to_run(cudnnMathType_t reported, MathMode mode) {
+  return mode == MathMode::FP32 ? CUDNN_FMA_MATH : reported;
 }
 
 cudnnMathType_t base_math(MathMode mode) {
@@ -91,6 +102,14 @@ Choice<Algo> choose(const char* op, const Conv2dGeometry& g,
       choice.algo = c.algo;
       choice.math = c.math;
       choice.bytes = bytes;
+      choice.heuristic_rank = c.heuristic_rank;
+      if (std::getenv("BRAINPROP_CUDNN_VERBOSE"))
+        std::fprintf(stderr, "brainprop: cuDNN %s (%s): algorithm %d, math type %d, %zu bytes of "
+                             "workspace, %s\n",
+                     op, describe(g).c_str(), int(c.algo), int(c.math), bytes,
+                     c.heuristic_rank >= 0
+                         ? ("heuristic result " + std::to_string(c.heuristic_rank)).c_str()
+                         : "fallback (no heuristic result was usable)");
       return choice;
     }
   }
@@ -108,10 +127,10 @@ std::vector<Candidate<Algo>> candidates_from(const Perf* perfs, int count, MathM
   for (int i = 0; i < count; ++i) {
     const Perf& p = perfs[i];
     if (p.status != CUDNN_STATUS_SUCCESS || !math_allowed(p.mathType, mode)) continue;
-    out.push_back({p.algo, p.mathType, p.determinism == CUDNN_DETERMINISTIC});
+    out.push_back({p.algo, math_to_run(p.mathType, mode), p.determinism == CUDNN_DETERMINISTIC, i});
   }
   for (const auto& [algo, deterministic] : fallbacks)
-    out.push_back({algo, base_math(mode), deterministic});
+    out.push_back({algo, base_math(mode), deterministic, -1});
   return out;
 }
 

@@ -32,11 +32,21 @@ DeviceContext::DeviceContext(int device, MathMode math) : device_(device), math_
   BP_CHECK(prop.major >= 7, device_name_ << " (sm_" << prop.major << prop.minor
                                          << ") is too old: the CUDA backend needs sm_70 or newer");
   BP_CUDA_CHECK(cudaStreamCreateWithFlags(&stream_, cudaStreamNonBlocking));
-  // Keep freed blocks in the pool: steps reuse them instead of returning to the driver.
-  cudaMemPool_t pool = nullptr;
-  BP_CUDA_CHECK(cudaDeviceGetDefaultMemPool(&pool, device));
-  uint64_t keep_all = UINT64_MAX;
-  BP_CUDA_CHECK(cudaMemPoolSetAttribute(pool, cudaMemPoolAttrReleaseThreshold, &keep_all));
+  // Keep freed blocks in the pool: steps reuse them instead of returning to the driver. Some
+  // devices and virtualised drivers have no stream-ordered allocator: plain allocations then.
+  int pools = 0;
+  BP_CUDA_CHECK(cudaDeviceGetAttribute(&pools, cudaDevAttrMemoryPoolsSupported, device));
+  memory_pools_ = pools != 0;
+  if (memory_pools_) {
+    cudaMemPool_t pool = nullptr;
+    BP_CUDA_CHECK(cudaDeviceGetDefaultMemPool(&pool, device));
+    uint64_t keep_all = UINT64_MAX;
+    BP_CUDA_CHECK(cudaMemPoolSetAttribute(pool, cudaMemPoolAttrReleaseThreshold, &keep_all));
+  } else {
+    std::fprintf(stderr, "brainprop: note: %s has no memory pools (cudaDevAttrMemoryPoolsSupported "
+                         "is 0): using cudaMalloc/cudaFree, which synchronise on each free\n",
+                 device_name_.c_str());
+  }
 
   BP_CUBLAS_CHECK(cublasCreate(&cublas_));
   BP_CUBLAS_CHECK(cublasSetStream(cublas_, stream_));
@@ -81,7 +91,8 @@ void* DeviceContext::allocate(size_t bytes, const std::string& what) {
   if (bytes == 0) return nullptr;
   BP_CHECK(!capturing_, "allocating " << what << " inside a graph capture");
   void* ptr = nullptr;
-  const cudaError_t status = cudaMallocAsync(&ptr, bytes, stream_);
+  const cudaError_t status =
+      memory_pools_ ? cudaMallocAsync(&ptr, bytes, stream_) : cudaMalloc(&ptr, bytes);
   if (status == cudaErrorMemoryAllocation) {
     cudaGetLastError();
     BP_FAIL("out of GPU memory: " << what << " needs " << mib(bytes) << "; " << memory_report()
@@ -93,9 +104,9 @@ void* DeviceContext::allocate(size_t bytes, const std::string& what) {
 
 void DeviceContext::release(void* ptr) noexcept {
   if (!ptr) return;
-  const cudaError_t status = cudaFreeAsync(ptr, stream_);
+  const cudaError_t status = memory_pools_ ? cudaFreeAsync(ptr, stream_) : cudaFree(ptr);
   if (status != cudaSuccess) {
-    std::fprintf(stderr, "brainprop: cudaFreeAsync failed: %s\n", cudaGetErrorString(status));
+    std::fprintf(stderr, "brainprop: freeing GPU memory failed: %s\n", cudaGetErrorString(status));
     cudaGetLastError();
   }
 }

@@ -28,6 +28,7 @@ class DeviceContext {
   const std::string& device_name() const { return device_name_; }
   int sm_count() const { return sm_count_; }
   MathMode math() const { return math_; }
+  bool memory_pools() const { return memory_pools_; }  // stream-ordered allocation in use
   cudaStream_t stream() const { return stream_; }
   cublasHandle_t cublas() const { return cublas_; }
 #if defined(BRAINPROP_HAVE_CUDNN)
@@ -68,6 +69,7 @@ class DeviceContext {
   size_t workspace_bytes_ = 0;
   int64_t* offsets_ = nullptr;
   bool capturing_ = false;
+  bool memory_pools_ = true;
 };
 
 }  // namespace bp::cuda
