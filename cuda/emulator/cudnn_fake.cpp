@@ -477,11 +477,11 @@ inline __attribute__((always_inline)) void micro_kernel_body(int64_t depth, cons
     std::memcpy(out + c * kMR + 4, &acc[c][1], sizeof acc[c][1]);
   }
 }
-__attribute__((target("avx2,fma"))) void micro_kernel_avx2(int64_t depth, const double* a,
+BP_EMU_UNSANITIZED __attribute__((target("avx2,fma"))) void micro_kernel_avx2(int64_t depth, const double* a,
                                                           const double* b, double* out) {
   micro_kernel_body(depth, a, b, out);
 }
-void micro_kernel_generic(int64_t depth, const double* a, const double* b, double* out) {
+BP_EMU_UNSANITIZED void micro_kernel_generic(int64_t depth, const double* a, const double* b, double* out) {
   micro_kernel_body(depth, a, b, out);
 }
 using MicroKernel = void (*)(int64_t, const double*, const double*, double*);

@@ -283,6 +283,9 @@ BP_EMU_NO_TSAN bool run_block(KernelBody* body, int threads) {
       msg << "kernel " << g.kernel << ", block (" << current.block_idx.x << ", " << current.block_idx.y
           << ", " << current.block_idx.z << "): divergent __syncthreads(): " << divergence;
       fail_execution(cudaErrorLaunchFailure, msg.str());
+#if defined(BP_EMU_TSAN)
+      __tsan_acquire(&g.barrier_tokens[g.barrier_generation & 1]);  // what the stuck ones did
+#endif
       // The waiting fibers' stacks hold frames that will never finish: retire them.
       for (Fiber* f : waiting) {
         g.retired.push_back(f);
@@ -351,6 +354,17 @@ struct Launch {
   std::vector<PointerArgument> pointers;
 };
 
+// The built-ins every thread of the launch/block reads (the scheduler's writes, not the kernel's).
+BP_EMU_NO_TSAN void set_launch_coordinates(dim3 grid, dim3 block) {
+  current.block_dim = block;
+  current.grid_dim = grid;
+}
+BP_EMU_NO_TSAN void set_block(unsigned long long b, dim3 grid) {
+  current.block_idx.x = unsigned(b % grid.x);
+  current.block_idx.y = unsigned((b / grid.x) % grid.y);
+  current.block_idx.z = unsigned(b / ((unsigned long long)grid.x * grid.y));
+}
+
 void execute(const Launch& l) {
   for (const PointerArgument& p : l.pointers)
     if (!detail::check_kernel_pointer(l.site.kernel, p.position, p.value)) return;
@@ -360,13 +374,9 @@ void execute(const Launch& l) {
   const BlockOrderPlan order = plan_order(total);
   g.kernel = l.site.kernel;
   g.in_kernel = true;
-  current.block_dim = l.block;
-  current.grid_dim = l.grid;
+  set_launch_coordinates(l.grid, l.block);
   for (unsigned long long i = 0; i < total; ++i) {
-    const unsigned long long b = order.at(i);
-    current.block_idx.x = unsigned(b % l.grid.x);
-    current.block_idx.y = unsigned((b / l.grid.x) % l.grid.y);
-    current.block_idx.z = unsigned(b / ((unsigned long long)l.grid.x * l.grid.y));
+    set_block(order.at(i), l.grid);
 #if defined(BP_EMU_TSAN)
     __tsan_acquire(&g.done_token);  // the previous block (see the note at the top)
 #endif

@@ -188,5 +188,28 @@ TEST_F(EmulatedScheduler, Sm90LaunchLimits) {
   reset_device();
 }
 
+#if defined(__has_feature)
+#if __has_feature(thread_sanitizer)
+}  // namespace
+}  // namespace bp_emu::test
+// A race report ends the process (the death test below relies on it), whatever TSAN_OPTIONS says.
+extern "C" const char* __tsan_default_options() { return "halt_on_error=1"; }
+namespace bp_emu::test {
+namespace {
+
+// Under ThreadSanitizer the threads of a block are concurrent to TSan: a shared-memory read of
+// another thread's write without a barrier between them is reported (and halts the process).
+TEST(TsanSeesAMissingBarrier, BetweenAWriteAndAnotherThreadsRead) {
+  EXPECT_DEATH(
+      {
+        DeviceBuffer<float> out(kBlock);
+        BP_LAUNCH(rotate_through_shared, 1, kBlock, 0, nullptr, out.ptr, false);
+        out.read();
+      },
+      "ThreadSanitizer: data race");
+}
+#endif
+#endif
+
 }  // namespace
 }  // namespace bp_emu::test
