@@ -119,11 +119,8 @@ BP_EMU_UNSANITIZED void micro_kernel_generic(int k, const float* a, const float*
 using MicroKernel = void (*)(int, const float*, const float*, float*);
 
 MicroKernel pick_micro_kernel() {
-  static const MicroKernel chosen = [] {
-    __builtin_cpu_init();
-    return (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) ? micro_kernel_avx2
-                                                                             : micro_kernel_generic;
-  }();
+  static const MicroKernel chosen =
+      bp_emu::pick_by_cpu<MicroKernel>(micro_kernel_avx2, micro_kernel_generic);
   return chosen;
 }
 

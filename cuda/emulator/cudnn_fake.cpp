@@ -486,11 +486,8 @@ BP_EMU_UNSANITIZED void micro_kernel_generic(int64_t depth, const double* a, con
 }
 using MicroKernel = void (*)(int64_t, const double*, const double*, double*);
 MicroKernel pick_micro_kernel() {
-  static const MicroKernel chosen = [] {
-    __builtin_cpu_init();
-    return (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) ? micro_kernel_avx2
-                                                                             : micro_kernel_generic;
-  }();
+  static const MicroKernel chosen =
+      bp_emu::pick_by_cpu<MicroKernel>(micro_kernel_avx2, micro_kernel_generic);
   return chosen;
 }
 

@@ -15,6 +15,14 @@
 
 namespace bp_emu {
 
+// The fakes' inner loops come in two builds: AVX2+FMA (fused multiply-adds, as the GPU) where
+// the CPU has them, else the baseline.
+template <class Fn>
+Fn pick_by_cpu(Fn avx2_fma, Fn baseline) {
+  __builtin_cpu_init();
+  return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") ? avx2_fma : baseline;
+}
+
 // --- device memory: separate, registered heap allocations (NaN bytes when allocated) ---
 // Whether [p, p + bytes) lies inside one live device allocation. bytes == 0 checks p alone.
 bool is_device_range(const void* p, size_t bytes);
