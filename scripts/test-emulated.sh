@@ -1,8 +1,11 @@
 #!/usr/bin/env bash
 # The CUDA backend on the emulated device (docs/testing-gpu-code.md): every GPU test and the
 # emulator's own tests, built with clang for the emulated device and run
-#   release  in ascending block order, plus the CLI training on `--backend cuda`;
-#   asan     under AddressSanitizer + UBSan, blocks in descending order;
+#   release  in ascending block order, the training-scale tests also in descending order, and
+#            the CLI training on `--backend cuda`;
+#   asan     under AddressSanitizer + UBSan, blocks in descending order, all but the
+#            training-scale tests (two-epoch runs take ten times as long under ASan; every op
+#            they use runs under ASan in the smaller tests);
 #   tsan     the kernels with barriers under ThreadSanitizer, blocks in a seeded shuffle.
 # Usage: bash scripts/test-emulated.sh [release|asan|tsan|all]   (default all). Build folders:
 # build-emu, build-emu-asan, build-emu-tsan. Needs scripts/install-deps.sh's packages.
@@ -11,6 +14,7 @@ cd "$(dirname "$0")/.."
 jobs=$(nproc)
 what=${1:-all}
 targets=(brainprop_gpu_tests brainprop_emu_tests)
+training_scale='FashionMnist|GpuRealistic|TrainerGraphs'
 
 configure() {  # DIR EXTRA-CMAKE-ARGS...
   local dir=$1
@@ -32,6 +36,8 @@ if [[ $what == release || $what == all ]]; then
   cmake --build build-emu -j"$jobs" --target brainprop "${targets[@]}"
   stage "GPU and emulator tests, blocks ascending"
   (cd build-emu && BRAINPROP_EMU_BLOCK_ORDER=asc ctest --output-on-failure -j"$jobs" -L "gpu|emulator")
+  stage "training-scale GPU tests, blocks descending"
+  (cd build-emu && BRAINPROP_EMU_BLOCK_ORDER=desc ctest --output-on-failure -j"$jobs" -L gpu -R "$training_scale")
   stage "the CLI on --backend cuda"
   bash tests/emulated_cli_smoke.sh build-emu/host/brainprop
 fi
@@ -44,7 +50,7 @@ if [[ $what == asan || $what == all ]]; then
   stage "GPU and emulator tests under ASan + UBSan, blocks descending"
   (cd build-emu-asan &&
    BRAINPROP_EMU_BLOCK_ORDER=desc ASAN_OPTIONS=detect_leaks=1:abort_on_error=0 \
-   UBSAN_OPTIONS=print_stacktrace=1 ctest --output-on-failure -j"$jobs" -L "gpu|emulator")
+   UBSAN_OPTIONS=print_stacktrace=1 ctest --output-on-failure -j"$jobs" -L "gpu|emulator" -E "$training_scale")
 fi
 
 if [[ $what == tsan || $what == all ]]; then
