@@ -13,7 +13,9 @@ constexpr int kRowsPerChunk = 256;
 constexpr int kColumnTile = 32;
 constexpr int kRowLanes = 8;
 
-inline int64_t column_chunks(int64_t rows) { return (rows + kRowsPerChunk - 1) / kRowsPerChunk; }
+__host__ __device__ inline int64_t column_chunks(int64_t rows) {
+  return (rows + kRowsPerChunk - 1) / kRowsPerChunk;
+}
 
 // partial[chunk * cols + c] = sum over the chunk's rows r of value(r, c); or, when the rows
 // fit one chunk (the dense layers' batches), finish(c, sum) directly: one launch, not two.
