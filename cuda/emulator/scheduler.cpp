@@ -15,7 +15,9 @@
 // every thread -> the host after the launch; blocks are ordered one after another under TSan
 // (their shared memory is the same static storage), so races between blocks are not seen.
 #include <boost/context/detail/fcontext.hpp>
+#include <signal.h>
 #include <sys/mman.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <cstdio>
@@ -392,6 +394,37 @@ void execute(const Launch& l) {
   g.in_kernel = false;
 }
 
+// A kernel that reads or writes outside any mapping (a wild pointer) faults the process, as on
+// the device; without a sanitizer, say which kernel, block and thread did it before dying.
+void on_fault(int sig) {
+  if (g.in_kernel) {
+    char text[512];
+    const int n = std::snprintf(text, sizeof text,
+                                "brainprop-emu: %s in kernel %s, block (%u, %u, %u), thread (%u, %u, %u): "
+                                "an illegal memory access (cudaErrorIllegalAddress on a GPU)\n",
+                                sig == SIGSEGV ? "segmentation fault" : "bus error", g.kernel,
+                                current.block_idx.x, current.block_idx.y, current.block_idx.z,
+                                current.thread_idx.x, current.thread_idx.y, current.thread_idx.z);
+    if (n > 0) (void)!write(2, text, size_t(std::min(n, int(sizeof text) - 1)));
+  }
+  signal(sig, SIG_DFL);
+  raise(sig);
+}
+
+void report_faults_once() {
+#if !defined(BP_EMU_ASAN) && !defined(BP_EMU_TSAN)  // the sanitizers report faults themselves
+  static const bool installed = [] {
+    struct sigaction action {};
+    action.sa_handler = on_fault;
+    action.sa_flags = SA_ONSTACK;
+    sigaction(SIGSEGV, &action, nullptr);
+    sigaction(SIGBUS, &action, nullptr);
+    return true;
+  }();
+  (void)installed;
+#endif
+}
+
 cudaError_t check_configuration(const LaunchSite& site, dim3 grid, dim3 block, size_t shared) {
   const unsigned bdim[3] = {block.x, block.y, block.z};
   const unsigned gdim[3] = {grid.x, grid.y, grid.z};
@@ -427,6 +460,7 @@ cudaError_t launch_kernel(const LaunchSite& site, dim3 grid, dim3 block, size_t 
     if (is_capturing(stream)) detail::refuse_during_capture();
     return detail::record(e);
   }
+  report_faults_once();
   auto launch = std::make_shared<Launch>(Launch{site, grid, block, std::move(body), pointers});
   return detail::record(enqueue(stream, site.kernel, [launch] { execute(*launch); }));
 }

@@ -189,6 +189,26 @@ TEST_F(EmulatedScheduler, Sm90LaunchLimits) {
 }
 
 #if defined(__has_feature)
+#if !__has_feature(address_sanitizer) && !__has_feature(thread_sanitizer)
+// A wild pointer inside a struct argument (not checked at launch) faults the process; the
+// emulator names the kernel, block and thread first. (Sanitizer builds report it themselves.)
+struct WildTarget {
+  float* p;
+};
+__global__ void write_through(WildTarget target) {
+  if (blockIdx.x == 2 && threadIdx.x == 5) target.p[0] = 1.f;
+}
+void run_wild_write() {
+  BP_LAUNCH(write_through, 3, 32, 0, nullptr, WildTarget{reinterpret_cast<float*>(uintptr_t(16))});
+  cudaDeviceSynchronize();
+}
+TEST(EmulatedFaults, AWildAccessNamesTheKernelBlockAndThread) {
+  EXPECT_DEATH(run_wild_write(), "segmentation fault in kernel write_through, block \\(2, 0, 0\\), thread \\(5, 0, 0\\)");
+}
+#endif
+#endif
+
+#if defined(__has_feature)
 #if __has_feature(thread_sanitizer)
 }  // namespace
 }  // namespace bp_emu::test
@@ -199,6 +219,27 @@ namespace {
 
 // Under ThreadSanitizer the threads of a block are concurrent to TSan: a shared-memory read of
 // another thread's write without a barrier between them is reported (and halts the process).
+__global__ void tree_sum_without_loop_barrier(const float* in, float* out) {
+  __shared__ float cells[128];
+  const int t = int(threadIdx.x);
+  cells[t] = in[t];
+  __syncthreads();
+  for (int width = 64; width > 0; width /= 2)
+    if (t < width) cells[t] += cells[t + width];  // the barrier after each level is missing
+  if (t == 0) out[0] = cells[0];
+}
+
+void run_tree_sum_without_loop_barrier() {
+  DeviceBuffer<float> in(128), out(1);
+  in.write(std::vector<float>(128, 1.f));
+  BP_LAUNCH(tree_sum_without_loop_barrier, 1, 128, 0, nullptr, in.ptr, out.ptr);
+  out.read();
+}
+
+TEST(TsanSeesAMissingBarrier, InATreeReduction) {
+  EXPECT_DEATH(run_tree_sum_without_loop_barrier(), "ThreadSanitizer: data race");
+}
+
 TEST(TsanSeesAMissingBarrier, BetweenAWriteAndAnotherThreadsRead) {
   EXPECT_DEATH(
       {
