@@ -220,6 +220,15 @@ class CudaBackend final : public Backend {
                             int(logits.dim(1)), f32(grad, op, "grad"), stats_ptr(stats, op),
                             ctx_->stream());
   }
+  void count_nonfinite(const Tensor& t, Tensor& counts, int64_t slot) override {
+    const char* op = "count_nonfinite";
+    check_cuda(counts, op, "counts");
+    BP_CHECK(counts.dtype() == DType::F64 && slot >= 0 && slot < counts.numel(),
+             op << ": counts must be float64 with slot " << slot);
+    double* ws = workspace_doubles(cuda::column_workspace_doubles(t.numel(), 1));
+    cuda::count_nonfinite(f32(t, op, "tensor"), t.numel(), static_cast<double*>(counts.raw()), slot,
+                          ws, ctx_->stream());
+  }
   void count_correct(const Tensor& logits, const Tensor& labels, Tensor& stats) override {
     const char* op = "count_correct";
     cuda::count_correct(f32(logits, op, "logits"), i32(labels, op, "labels"), logits.dim(0),

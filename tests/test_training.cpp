@@ -4,11 +4,13 @@
 
 #include <cmath>
 #include <csignal>
+#include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <random>
 
 #include "io/safetensors.h"
+#include "model/model_spec.h"
 #include "model/net.h"
 #include "test_helpers.h"
 #include "train/checkpoint.h"
@@ -126,6 +128,42 @@ TEST(Training, StopsOnNanLossKeepingEarlierCheckpoints) {
   EXPECT_TRUE(r.history.empty());
   EXPECT_FALSE(fs::exists(fs::path(c.out_dir) / "last.safetensors")) << "no NaN weights saved";
   EXPECT_TRUE(fs::exists(fs::path(c.out_dir) / "summary.json"));
+}
+
+// The case: EBP on the conv net at lr 10 drives dense1.weight to NaN while the loss,
+// behind the ReLU, stays finite. The run must stop naming the tensor and write no checkpoint.
+TEST_F(FashionMnistSubset, StopsOnNonFiniteWeightsBehindAFiniteLoss) {
+  const Dataset data = load_dataset("fashion-mnist", DataLimits{2000, 500});
+  auto be = make_cpu_backend(2);
+  TrainConfig c = quick_config(Rule::Ebp, 2);
+  c.model = load_model("conv");
+  c.lr = 10;
+  c.batch_size = 128;
+  const test::TempDir tmp("brainprop-test-nonfinite");
+  c.out_dir = (tmp.path() / "run").string();
+  std::string said;
+  const TrainResult r = train(c, data, *be, [&](const std::string& line) { said += line + "\n"; });
+  EXPECT_EQ(r.summary.stop_reason, "nonfinite_weights") << said;
+  EXPECT_NE(said.find("dense1.weight"), std::string::npos) << said;
+  EXPECT_TRUE(r.history.empty());
+  EXPECT_FALSE(fs::exists(fs::path(c.out_dir) / "last.safetensors")) << "no NaN weights saved";
+  EXPECT_FALSE(fs::exists(fs::path(c.out_dir) / "best.safetensors")) << "no NaN weights saved";
+}
+
+TEST(Checkpoints, ANonFiniteCheckpointIsRefusedNamingTheTensor) {
+  const test::TempDir tmp("brainprop-test-nancheckpoint");
+  const std::string path = (tmp.path() / "bad.safetensors").string();
+  std::vector<float> values = {1.f, 2.f, std::nanf(""), INFINITY};
+  std::vector<uint8_t> bytes(values.size() * sizeof(float));
+  std::memcpy(bytes.data(), values.data(), bytes.size());
+  save_safetensors(path, {NamedTensor{"dense1.weight", DType::F32, {2, 2}, bytes}}, {});
+  try {
+    read_checkpoint_tensors(path, DType::F32);
+    FAIL() << "a checkpoint with NaN and Inf was loaded";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("dense1.weight holds 2 non-finite values"), std::string::npos)
+        << e.what();
+  }
 }
 
 TEST(Training, EarlyStoppingEndsTheRun) {

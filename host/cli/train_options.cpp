@@ -99,7 +99,7 @@ int run_training(const TrainConfig& c, bool resume) {
   std::printf("done: %s after %d epochs; best val_acc %.4f at epoch %d; test_acc %.4f; %.1fs\n",
               s.stop_reason.c_str(), s.epochs_run, s.best_val_accuracy, s.best_epoch,
               s.test_accuracy, s.total_seconds);
-  return s.stop_reason == "nan_loss" ? 3 : 0;
+  return s.stop_reason == "nan_loss" || s.stop_reason == "nonfinite_weights" ? 3 : 0;
 }
 
 }  // namespace bp::cli

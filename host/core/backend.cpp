@@ -1,6 +1,8 @@
 #include <chrono>
+#include <vector>
 
 #include "core/backend.h"
+#include "math/finite.h"
 
 namespace bp {
 
@@ -22,6 +24,27 @@ GemmDims gemm_dims(bool ta, bool tb, const Tensor& a, const Tensor& b, const Ten
                                         << shape_string(b.shape()) << (tb ? "^T" : "") << " C"
                                         << shape_string(c.shape()));
   return GemmDims{m, n, k};
+}
+
+void Backend::count_nonfinite(const Tensor& t, Tensor& counts, int64_t slot) {
+  BP_CHECK(counts.dtype() == DType::F64 && slot >= 0 && slot < counts.numel(),
+           "count_nonfinite: counts must be float64 with slot " << slot);
+  BP_CHECK(t.dtype() == DType::F32 || t.dtype() == DType::F64,
+           "count_nonfinite: " << dtype_name(t.dtype()) << " has no NaN");
+  int64_t bad = 0;
+  if (t.dtype() == DType::F32) {
+    std::vector<float> v(static_cast<size_t>(t.numel()));
+    copy_to_host(t, v.data());
+    for (float x : v) bad += is_nonfinite(x) ? 1 : 0;
+  } else {
+    std::vector<double> v(static_cast<size_t>(t.numel()));
+    copy_to_host(t, v.data());
+    for (double x : v) bad += is_nonfinite(x) ? 1 : 0;
+  }
+  std::vector<double> host(static_cast<size_t>(counts.numel()));
+  copy_to_host(counts, host.data());
+  host[static_cast<size_t>(slot)] += double(bad);
+  copy_from_host(counts, host.data());
 }
 
 double Backend::timing_elapsed_ms(int64_t from, int64_t to) { return double(to - from) * 1e-6; }

@@ -151,6 +151,12 @@ class Backend {
   virtual void seeded_permutation(Tensor& order, uint64_t seed, RngStream stream,
                                   uint32_t round) = 0;
 
+  // --- health checks ---
+  // counts[slot] += the number of NaN and ±Inf elements of t (float32 or float64; counts is
+  // float64 on this backend). The trainer checks every parameter this way once per epoch and
+  // before every checkpoint, with one read-back for all. The default reads t back to the host.
+  virtual void count_nonfinite(const Tensor& t, Tensor& counts, int64_t slot);
+
   // --- timing (benchmarks) ---
   // A mark on the backend's clock, after the ops issued so far, and the milliseconds between
   // two marks (waiting for them). The default is the host clock, right for a synchronous

@@ -13,6 +13,7 @@
 #include "cpu/conv_ops.h"
 #include "cpu/norm_pool_ops.h"
 #include "math/activation.h"
+#include "math/finite.h"
 #include "math/heads.h"
 #include "math/shuffle_key.h"
 #include "cpu/blas_gemm.h"
@@ -259,6 +260,21 @@ class CpuBackend final : public Backend {
         st[kStatCorrect] += argmax_row(a + b * classes, classes) == y[b] ? 1.0 : 0.0;
       }
       st[kStatSamples] += static_cast<double>(batch);
+    });
+  }
+
+  void count_nonfinite(const Tensor& t, Tensor& counts, int64_t slot) override {
+    check_cpu(t, "count_nonfinite tensor");
+    check_cpu(counts, "count_nonfinite counts");
+    BP_CHECK(counts.dtype() == DType::F64 && slot >= 0 && slot < counts.numel(),
+             "count_nonfinite: counts must be float64 with slot " << slot);
+    dispatch_float(t.dtype(), "count_nonfinite", [&](auto* tag) {
+      using T = std::remove_pointer_t<decltype(tag)>;
+      const T* v = t.data<T>();
+      int64_t bad = 0;
+#pragma omp parallel for reduction(+ : bad) schedule(static)
+      for (int64_t i = 0; i < t.numel(); ++i) bad += is_nonfinite(v[i]) ? 1 : 0;
+      counts.data<double>()[slot] += double(bad);
     });
   }
 

@@ -1,6 +1,9 @@
 #include "train/checkpoint.h"
 
+#include <cstring>
+
 #include "io/safetensors.h"
+#include "math/finite.h"
 
 namespace bp {
 
@@ -31,6 +34,17 @@ std::map<std::string, std::vector<uint8_t>> tensor_bytes(const SafetensorsFile& 
     BP_CHECK(t.dtype == dtype, path << ": tensor " << t.name << " is " << dtype_name(t.dtype)
                                     << ", the net is " << dtype_name(dtype));
     values[t.name] = t.bytes;
+    // A checkpoint with NaN or Inf would resume or evaluate a diverged net as if it were trained.
+    int64_t bad = 0;
+    if (t.dtype == DType::F32) {
+      for (size_t i = 0; i + sizeof(float) <= t.bytes.size(); i += sizeof(float)) {
+        float v;
+        std::memcpy(&v, t.bytes.data() + i, sizeof v);
+        bad += is_nonfinite(v) ? 1 : 0;
+      }
+    }
+    BP_CHECK(bad == 0, path << ": tensor " << t.name << " holds " << bad
+                            << " non-finite values (NaN or Inf): refusing a diverged checkpoint");
   }
   return values;
 }

@@ -289,8 +289,10 @@ Sweep aggregate(std::vector<RunRecord> runs, const std::string& sweep_dir) {
       run_epochs.push_back(r.epochs_run);
       protocols.insert(r.val);
       dirs_by_seed[r.seed].push_back(r.dir);
-      if (r.stop_reason == "nan_loss")
-        sweep.warnings.push_back(r.dir + ": stopped on a NaN loss after " +
+      if (r.stop_reason == "nan_loss" || r.stop_reason == "nonfinite_weights")
+        sweep.warnings.push_back(r.dir + ": stopped on " +
+                                 (r.stop_reason == "nan_loss" ? "a NaN loss" : "non-finite weights") +
+                                 " after " +
                                  std::to_string(r.epochs_run) +
                                  " epochs; counted with its best epoch " +
                                  std::to_string(r.best_epoch));

@@ -38,6 +38,9 @@ int64_t column_workspace_doubles(int64_t rows, int64_t cols);
 // bias = decay * bias - step * sum_r dy[r, :]
 void update_bias(float* bias, const float* dy, int64_t rows, int64_t cols, float decay,
                  float step, double* workspace, cudaStream_t s);
+// counts[slot] += the number of NaN and Inf among x[0, n) (workspace: column_workspace_doubles(n, 1)).
+void count_nonfinite(const float* x, int64_t n, double* counts, int64_t slot, double* workspace,
+                     cudaStream_t s);
 
 // --- norm_pool.cu ---
 int64_t batchnorm_workspace_doubles(int64_t rows, int64_t channels);

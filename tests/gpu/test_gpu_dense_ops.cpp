@@ -92,6 +92,23 @@ TEST_F(GpuParity, UpdateBiasSumsEveryRow) {
   }
 }
 
+TEST_F(GpuParity, CountNonFiniteAddsIntoItsSlot) {
+  // 70000 values (274 of the reduction's 256-row chunks) with NaN, +Inf and -Inf planted, one
+  // in the last element; the counts start at 5 in every slot: the op adds into its own slot.
+  std::vector<float> v = random_floats(70000, 41);
+  for (int64_t i : {int64_t(0), int64_t(255), int64_t(256), int64_t(40000), int64_t(69999)})
+    v[size_t(i)] = std::nanf("");
+  v[1000] = INFINITY;
+  v[1001] = -INFINITY;
+  v[1002] = 3.4e38f;  // large but finite
+  auto [ct, gt] = both({70000}, v);
+  auto [cc, gc] = both({3}, std::vector<double>{5, 5, 5});
+  cpu_->count_nonfinite(ct, cc, 1);
+  gpu_->count_nonfinite(gt, gc, 1);
+  EXPECT_EQ(host<double>(*cpu_, cc), (std::vector<double>{5, 12, 5}));
+  EXPECT_EQ(host<double>(*gpu_, gc), (std::vector<double>{5, 12, 5}));
+}
+
 // The BrainProp output layer's operands: w [units, cols], per-sample unit index (units chosen
 // several times, one unit never) and error scale.
 struct SelectedRows {
