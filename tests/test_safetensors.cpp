@@ -2,12 +2,15 @@
 // format demands, rejection of corrupt files, and interoperability with the Python package.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cstdint>
 #include <cstdlib>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <nlohmann/json.hpp>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "core/error.h"
@@ -94,6 +97,7 @@ class SafetensorsPython : public TempDirTest {
     return std::system(("python3 '" + path("check.py") + "' '" + arg + "'").c_str());
   }
 };
+class SafetensorsChecksum : public SafetensorsCorrupt {};
 class AtomicFile : public TempDirTest {};
 
 const std::map<std::string, std::string> kMetadata = {{"format", "pt"}, {"step", "1200"},
@@ -225,6 +229,111 @@ TEST_F(SafetensorsCorrupt, MissingFileNamesThePath) {
   bp::test::expect_error([&] { bp::load_safetensors(path("absent.safetensors")); }, path("absent.safetensors"));
 }
 
+// ---- checksums ----
+
+nlohmann::json header_json(const std::string& bytes) {
+  return nlohmann::json::parse(bytes.substr(8, header_length(bytes)));
+}
+
+// One tensor's bytes inside an encoded file: where its data_offsets put them after the header.
+std::pair<size_t, size_t> payload_range(const std::string& bytes, const std::string& name) {
+  const auto offsets = header_json(bytes)[name]["data_offsets"];
+  const size_t start = 8 + header_length(bytes);
+  return {start + offsets[0].get<size_t>(), start + offsets[1].get<size_t>()};
+}
+
+TEST_F(SafetensorsChecksum, RoundTripStoresAndVerifiesAChecksumPerTensor) {
+  auto tensors = sample_tensors();
+  // The check value every CRC-32 (zlib, gzip, PNG) gives for "123456789".
+  tensors.push_back(make_tensor<uint8_t>("check", {9}, {'1', '2', '3', '4', '5', '6', '7', '8', '9'}));
+  bp::save_safetensors(path("model.safetensors"), tensors, kMetadata);
+
+  const auto stored = header_json(bp::read_file(path("model.safetensors")))["__metadata__"];
+  for (const NamedTensor& t : tensors) {
+    SCOPED_TRACE(t.name);
+    const std::string key = "brainprop.crc32." + t.name;
+    ASSERT_TRUE(stored.contains(key));
+    EXPECT_EQ(stored[key].get<std::string>(), bp::safetensors_checksum(t.bytes.data(), t.bytes.size()));
+  }
+  EXPECT_EQ(stored["brainprop.crc32.check"], "cbf43926");
+  EXPECT_EQ(stored["brainprop.crc32.empty"], "00000000");
+  EXPECT_EQ(stored.size(), kMetadata.size() + tensors.size()) << stored.dump();
+
+  // The reader verifies them and hands back only the caller's metadata.
+  const bp::SafetensorsFile file = bp::load_safetensors(path("model.safetensors"));
+  EXPECT_TRUE(file.checksums_verified);
+  EXPECT_EQ(file.metadata, kMetadata);
+  EXPECT_EQ(file.get("check").bytes, tensors.back().bytes);
+}
+
+TEST_F(SafetensorsChecksum, FlippedBitInATensorIsRefusedNamingThatTensor) {
+  const std::string good = bp::encode_safetensors(sample_tensors(), kMetadata);
+  for (const NamedTensor& t : sample_tensors()) {
+    if (t.bytes.empty()) continue;
+    SCOPED_TRACE(t.name);
+    const auto [begin, end] = payload_range(good, t.name);
+    ASSERT_EQ(end - begin, t.bytes.size());
+    for (size_t at : {begin, begin + (end - begin) / 2, end - 1}) {
+      std::string bad = good;
+      bad[at] = static_cast<char>(bad[at] ^ (1 << (at % 8)));
+      expect_rejected("flip.safetensors", bad, "tensor '" + t.name + "' fails its CRC-32 checksum");
+    }
+  }
+}
+
+TEST_F(SafetensorsChecksum, FileWithoutChecksumsLoadsWithANote) {
+  // As another tool (or an older brainprop) writes it: tensors, metadata, no checksums.
+  write_raw("plain.safetensors",
+            raw_file(R"({"__metadata__":{"origin":"elsewhere"},)"
+                     R"("w":{"dtype":"U8","shape":[3],"data_offsets":[0,3]}})", "abc"));
+  ::testing::internal::CaptureStderr();
+  const bp::SafetensorsFile file = bp::load_safetensors(path("plain.safetensors"));
+  const std::string note = ::testing::internal::GetCapturedStderr();
+  EXPECT_FALSE(file.checksums_verified);
+  EXPECT_EQ(file.get("w").bytes, (std::vector<uint8_t>{'a', 'b', 'c'}));
+  EXPECT_EQ(file.metadata, (std::map<std::string, std::string>{{"origin", "elsewhere"}}));
+  EXPECT_NE(note.find(path("plain.safetensors")), std::string::npos) << note;
+  EXPECT_NE(note.find("no tensor checksums"), std::string::npos) << note;
+  EXPECT_EQ(std::count(note.begin(), note.end(), '\n'), 1) << "one line: " << note;
+
+  // Our own files say nothing.
+  bp::save_safetensors(path("ours.safetensors"), sample_tensors(), {});
+  ::testing::internal::CaptureStderr();
+  bp::load_safetensors(path("ours.safetensors"));
+  EXPECT_EQ(::testing::internal::GetCapturedStderr(), "");
+}
+
+TEST_F(SafetensorsChecksum, MalformedOrMismatchedChecksumMetadataIsRefused) {
+  const std::string tensor = R"("w":{"dtype":"U8","shape":[9],"data_offsets":[0,9]})";
+  auto with_checksums = [&](const std::string& entries) {
+    return raw_file(R"({"__metadata__":{)" + entries + "}," + tensor + "}", "123456789");
+  };
+  // The right value loads, in either case.
+  EXPECT_TRUE(bp::decode_safetensors(with_checksums(R"("brainprop.crc32.w":"CBF43926")"), "mem").checksums_verified);
+  for (const char* bad : {"cbf4392", "cbf439260", "0xcbf439", "cbf4392g", "", " cbf4392"}) {
+    SCOPED_TRACE(bad);
+    expect_rejected("malformed.safetensors",
+                    with_checksums(std::string(R"("brainprop.crc32.w":")") + bad + "\""),
+                    "tensor 'w': checksum \"" + std::string(bad) + "\" in metadata \"brainprop.crc32.w\" "
+                    "is not 8 hexadecimal digits");
+  }
+  expect_rejected("wrong.safetensors", with_checksums(R"("brainprop.crc32.w":"cbf43927")"),
+                  "tensor 'w' fails its CRC-32 checksum (stored cbf43927, its data gives cbf43926)");
+  // brainprop writes all checksums or none: a partial or stray set means the header was damaged.
+  expect_rejected("stray.safetensors",
+                  with_checksums(R"("brainprop.crc32.w":"cbf43926","brainprop.crc32.v":"00000000")"),
+                  "\"brainprop.crc32.v\" is a checksum for a tensor the file does not have");
+  expect_rejected("partial.safetensors",
+                  raw_file(R"({"__metadata__":{"brainprop.crc32.w":"cbf43926"},)" + tensor + "," +
+                           R"("v":{"dtype":"U8","shape":[1],"data_offsets":[9,10]}})", "123456789x"),
+                  "tensor 'v' has no checksum, though other tensors do");
+}
+
+TEST_F(SafetensorsChecksum, CallersCannotWriteTheReservedChecksumKeys) {
+  bp::test::expect_error([&] { bp::encode_safetensors(sample_tensors(), {{"brainprop.crc32.mask", "00000000"}}); },
+                         "reserved for the tensor checksums");
+}
+
 // ---- the Python reference implementation ----
 
 TEST_F(SafetensorsPython, ReferenceReaderLoadsOurFile) {
@@ -250,6 +359,11 @@ for name, want in expected.items():
     assert np.array_equal(got, want), (name, got, want)
 with safe_open(sys.argv[1], framework="numpy") as f:
     meta = f.metadata()
+# Our checksums are plain string metadata: zlib's CRC-32 of each tensor's bytes.
+import zlib
+sums = {k[len("brainprop.crc32."):]: v for k, v in meta.items() if k.startswith("brainprop.crc32.")}
+assert sums == {name: "%08x" % zlib.crc32(t[name].tobytes()) for name in expected}, sums
+meta = {k: v for k, v in meta.items() if not k.startswith("brainprop.crc32.")}
 assert meta == {"format": "pt", "step": "1200", "note": "unicode \u00e9 ok"}, meta
 )PY";
   EXPECT_EQ(run_python(script, path("model.safetensors")), 0);

@@ -9,6 +9,7 @@
 #include <fstream>
 #include <random>
 
+#include "io/atomic_file.h"
 #include "io/safetensors.h"
 #include "model/model_spec.h"
 #include "model/net.h"
@@ -217,6 +218,15 @@ TEST(Training, RunDirectoryHoldsConfigHistorySummaryAndCheckpoints) {
   Tensor stats = be->empty({kStatCount}, DType::F64);
   EXPECT_DOUBLE_EQ(evaluate_accuracy(net, loader, 100, stats), r.summary.test_accuracy);
   EXPECT_GT(r.summary.test_accuracy, 0.9) << "the halves task is easy";
+
+  // A flipped bit in the last byte (the last tensor's data) stops the load, naming file and tensor.
+  std::string bytes = read_file((dir / "best.safetensors").string());
+  bytes.back() = static_cast<char>(bytes.back() ^ 0x10);
+  const std::string flipped = (dir / "flipped.safetensors").string();
+  std::ofstream(flipped, std::ios::binary) << bytes;
+  const SafetensorsFile good = load_safetensors((dir / "best.safetensors").string());
+  test::expect_error_all([&] { read_checkpoint_info(flipped); },
+                         {flipped, "tensor '" + good.tensors.back().name + "' fails its CRC-32 checksum"});
 }
 
 TEST(Training, CtrlCCheckpointsAtABatchBoundaryAndStops) {

@@ -1,6 +1,9 @@
 #include "io/safetensors.h"
 
+#include <zlib.h>
+
 #include <algorithm>
+#include <cstdio>
 #include <limits>
 #include <nlohmann/json.hpp>
 #include <set>
@@ -94,6 +97,70 @@ std::string padded_header_text(const json& header) {
   const size_t pad = (kAlignment - (kLengthBytes + text.size()) % kAlignment) % kAlignment;
   text.append(pad, ' ');
   return text;
+}
+
+// ---- checksums ----
+
+bool is_checksum_key(const std::string& key) {
+  return key.compare(0, kSafetensorsChecksumPrefix.size(), kSafetensorsChecksumPrefix) == 0;
+}
+
+// Exactly 8 hex digits, as we write them (either case accepted); anything else is refused
+// rather than guessed at, since a damaged checksum cannot vouch for the data.
+bool parse_checksum(const std::string& text, uint32_t* value) {
+  if (text.size() != 8) return false;
+  uint32_t v = 0;
+  for (char c : text) {
+    int digit;
+    if (c >= '0' && c <= '9') digit = c - '0';
+    else if (c >= 'a' && c <= 'f') digit = c - 'a' + 10;
+    else if (c >= 'A' && c <= 'F') digit = c - 'A' + 10;
+    else return false;
+    v = (v << 4) | static_cast<uint32_t>(digit);
+  }
+  *value = v;
+  return true;
+}
+
+// Takes the checksum entries out of `metadata` (callers see only their own), by tensor name.
+std::map<std::string, uint32_t> take_checksums(std::map<std::string, std::string>& metadata,
+                                               const std::string& source) {
+  std::map<std::string, uint32_t> checksums;
+  for (auto it = metadata.begin(); it != metadata.end();) {
+    if (!is_checksum_key(it->first)) {
+      ++it;
+      continue;
+    }
+    const std::string name = it->first.substr(kSafetensorsChecksumPrefix.size());
+    uint32_t value = 0;
+    BP_ST_CHECK(parse_checksum(it->second, &value),
+                "tensor '" << name << "': checksum \"" << it->second << "\" in metadata \""
+                           << it->first << "\" is not 8 hexadecimal digits");
+    checksums[name] = value;
+    it = metadata.erase(it);
+  }
+  return checksums;
+}
+
+// Every tensor must carry a matching checksum once any does: brainprop writes all or none,
+// so a missing or extra one means the header itself was damaged or edited.
+void verify_checksums(const std::vector<NamedTensor>& tensors,
+                      std::map<std::string, uint32_t> checksums, const std::string& source) {
+  for (const NamedTensor& t : tensors) {
+    auto it = checksums.find(t.name);
+    BP_ST_CHECK(it != checksums.end(), "tensor '" << t.name
+                                                  << "' has no checksum, though other tensors do");
+    char stored[9];
+    std::snprintf(stored, sizeof stored, "%08x", it->second);
+    const std::string computed = safetensors_checksum(t.bytes.data(), t.bytes.size());
+    BP_ST_CHECK(computed == stored, "tensor '" << t.name << "' fails its CRC-32 checksum (stored "
+                                               << stored << ", its data gives " << computed
+                                               << "): the data is corrupt");
+    checksums.erase(it);
+  }
+  BP_ST_CHECK(checksums.empty(), "metadata \"" << kSafetensorsChecksumPrefix
+                                                << checksums.begin()->first
+                                                << "\" is a checksum for a tensor the file does not have");
 }
 
 // ---- reading ----
@@ -204,11 +271,26 @@ const NamedTensor& SafetensorsFile::get(const std::string& name) const {
   BP_FAIL("no tensor named '" << name << "' (have: " << names << ")");
 }
 
+std::string safetensors_checksum(const uint8_t* bytes, size_t size) {
+  // zlib's crc32 takes a uInt length; feed large tensors in pieces.
+  uLong crc = crc32(0L, Z_NULL, 0);
+  constexpr size_t kPiece = size_t{1} << 30;
+  for (size_t done = 0; done < size; done += kPiece)
+    crc = crc32(crc, bytes + done, static_cast<uInt>(std::min(kPiece, size - done)));
+  char text[9];
+  std::snprintf(text, sizeof text, "%08lx", crc & 0xffffffffUL);
+  return text;
+}
+
 std::string encode_safetensors(const std::vector<NamedTensor>& tensors,
                                const std::map<std::string, std::string>& metadata) {
+  std::map<std::string, std::string> all_metadata = metadata;
+  for (const auto& [key, value] : metadata) {
+    BP_CHECK(!is_checksum_key(key), "cannot save safetensors metadata \"" << key << "\": the prefix \""
+                                        << kSafetensorsChecksumPrefix
+                                        << "\" is reserved for the tensor checksums");
+  }
   json header = json::object();
-  // The reference writer omits an empty metadata block.
-  if (!metadata.empty()) header[kMetadataKey] = metadata;
   std::set<std::string> seen;
   uint64_t offset = 0;
   for (const NamedTensor& t : tensors) {
@@ -216,8 +298,12 @@ std::string encode_safetensors(const std::vector<NamedTensor>& tensors,
     header[t.name] = {{"dtype", format_dtype(t.dtype)},
                       {"shape", t.shape},
                       {"data_offsets", json::array({offset, offset + bytes})}};
+    all_metadata[std::string(kSafetensorsChecksumPrefix) + t.name] =
+        safetensors_checksum(t.bytes.data(), t.bytes.size());
     offset += bytes;
   }
+  // The reference writer omits an empty metadata block.
+  if (!all_metadata.empty()) header[kMetadataKey] = all_metadata;
   const std::string text = padded_header_text(header);
   std::string out;
   out.reserve(kLengthBytes + text.size() + offset);
@@ -261,6 +347,16 @@ SafetensorsFile decode_safetensors(std::string_view bytes, const std::string& so
     const auto* data = reinterpret_cast<const uint8_t*>(buffer.data()) + e.begin;
     file.tensors.push_back({std::move(e.name), e.dtype, std::move(e.shape),
                             std::vector<uint8_t>(data, data + (e.end - e.begin))});
+  }
+
+  std::map<std::string, uint32_t> checksums = take_checksums(file.metadata, source);
+  if (checksums.empty() && !file.tensors.empty()) {
+    // Another tool's file, or an older brainprop's: still usable, but say it went unchecked.
+    std::fprintf(stderr, "brainprop: note: %s has no tensor checksums (written by another tool or "
+                         "an older brainprop); its data is not verified\n", source.c_str());
+  } else {
+    verify_checksums(file.tensors, std::move(checksums), source);
+    file.checksums_verified = true;
   }
   return file;
 }
