@@ -26,12 +26,34 @@ cat > "$T/tiny.json" <<'JSON'
 JSON
 printf '{"name": "broken", "layers": [' > "$T/broken.json"
 printf '{"name": "bad", "layers": [{"type": "dense", "units": -3}]}' > "$T/bad.json"
+printf '{"name": "dup", "layers": [{"type": "flatten"}, {"type": "dense", "units": 10, "units": 1000}]}' > "$T/dup.json"
+printf '{"name": "../../etc/x", "layers": [{"type": "flatten"}]}' > "$T/escape.json"
 
 check "info" bash -c "'$B' info | grep -q '^brainprop '"
 fails_with "unknown command" "unknown command" "$B" frobnicate
 fails_with "unknown option" "unknown option --epoch" "$B" train --epoch 3
 fails_with "broken model JSON names the file" "$T/broken.json: not valid JSON" "$B" train --model "$T/broken.json"
 fails_with "bad field names its JSON path" "layers[0].units: must be > 0" "$B" train --model "$T/bad.json"
+fails_with "duplicate key names the file and its JSON path" "$T/dup.json: layers[1].units: duplicate key" \
+    "$B" train --model "$T/dup.json"
+fails_with "model name with a path is refused" "$T/escape.json: name:" "$B" train --model "$T/escape.json"
+# Bad option values are refused before any data is read (train and sweep share them).
+tiny_train=("$B" train --data fashion-mnist --model "$T/tiny.json" --epochs 1 --threads 1 --no-progress)
+fails_with "--train-limit -3" "--train-limit must be >= 1" "${tiny_train[@]}" --train-limit -3 --out "$T/r1"
+fails_with "--test-limit 0" "--test-limit must be >= 1" "${tiny_train[@]}" --test-limit 0 --out "$T/r2"
+fails_with "--lr nan" "--lr must be a finite number > 0" "${tiny_train[@]}" --lr nan --out "$T/r3"
+fails_with "--lr 0" "--lr must be a finite number > 0" "${tiny_train[@]}" --lr 0 --out "$T/r3"
+fails_with "--patience -1" "--patience must be >= 0" "${tiny_train[@]}" --patience -1 --out "$T/r4"
+fails_with "--seed -1" "--seed expects a non-negative integer" "${tiny_train[@]}" --seed -1 --out "$T/r5"
+fails_with "--seed abc" "--seed expects a non-negative integer" "${tiny_train[@]}" --seed abc --out "$T/r5"
+fails_with "--out \"\"" "--out needs a directory" "${tiny_train[@]}" --train-limit 100 --test-limit 100 --out ""
+fails_with "--epochs with no number" "option --epochs needs a value but got none" \
+    "$B" train --data fashion-mnist --model "$T/tiny.json" --epochs --out "$T/r6"
+fails_with "sweep --out \"\"" "--out needs the sweep directory" \
+    "$B" sweep --data fashion-mnist --models "$T/tiny.json" --seeds 1 --out "" --dry-run
+fails_with "sweep --seed-list -1" "--seed-list expects a non-negative integer" \
+    "$B" sweep --data fashion-mnist --models "$T/tiny.json" --seed-list 1,-1 --out "$T/s0" --dry-run
+check "no run directory was made by a refused command" bash -c "! ls -d '$T'/r? '$T/s0' 2> /dev/null"
 fails_with "missing data directory" "/nonexistent" "$B" train --data mnist:/nonexistent --model "$T/tiny.json"
 
 if [ -d /usr/share/datasets/fashion-mnist ]; then
@@ -43,7 +65,16 @@ if [ -d /usr/share/datasets/fashion-mnist ]; then
   done
   check "history has 2 epochs" test "$(wc -l < "$run/history.jsonl")" -eq 2
   check "eval prints the test accuracy" bash -c "'$B' eval '$run' --threads 1 | grep -q '\"test_accuracy\"'"
-  check "resume to 3 epochs" "$B" train --resume "$run" --epochs 3 --threads 1 --no-progress
+  fails_with "resume names the options that contradict the run" "--lr 0.5 (the run has 0.1" \
+      "$B" train --resume "$run" --lr 0.5 --seed 7 --epochs 3 --threads 1 --no-progress
+  fails_with "resume names every contradicting option" "--seed 7 (the run has 1)" \
+      "$B" train --resume "$run" --lr 0.5 --seed 7 --epochs 3 --threads 1 --no-progress
+  fails_with "resume refuses another --out" "--out $T/elsewhere" \
+      "$B" train --resume "$run" --out "$T/elsewhere" --threads 1 --no-progress
+  check "history still has 2 epochs" test "$(wc -l < "$run/history.jsonl")" -eq 2
+  # The run's own values (and a higher --epochs) are no contradiction.
+  check "resume to 3 epochs" "$B" train --resume "$run" --epochs 3 --seed 1 --train-limit 2000 \
+      --out "$run" --threads 1 --no-progress
   check "history has 3 epochs" test "$(wc -l < "$run/history.jsonl")" -eq 3
   check "inspect" bash -c "'$B' inspect --data fashion-mnist | grep -q '\"classes\": 10'"
   check "sweep" "$B" sweep --data fashion-mnist --models "$T/tiny.json" --seeds 1 --epochs 1 \

@@ -6,6 +6,7 @@
 #include <vector>
 
 #include "cli/args.h"
+#include "cli/train_options.h"
 #include "core/error.h"
 #include "test_helpers.h"
 
@@ -14,6 +15,7 @@ namespace {
 using bp::cli::Args;
 
 using bp::test::expect_error;
+using bp::test::expect_error_all;
 
 const std::set<std::string> kValues = {"lr", "epochs", "seed", "model"};
 const std::set<std::string> kFlags = {"verbose", "resume"};
@@ -93,6 +95,30 @@ TEST(CliArgs, MissingValue) {
   expect_error([] { parse({"train", "--epochs"}); }, "option --epochs needs a value");
 }
 
+// `--epochs --out X` used to take "--out" as the number of epochs (and X as a positional).
+TEST(CliArgs, ValueOptionFollowedByAnOptionHasNoValue) {
+  expect_error_all([] { parse({"--epochs", "--model", "x"}); },
+                   {"option --epochs needs a value but got none", "--model"});
+  expect_error([] { parse({"--model", "--verbose"}); }, "option --model needs a value but got none");
+  // A value that starts with -- takes the inline form; a negative number is still a value.
+  EXPECT_EQ(parse({"--model=--odd"}).get("model", ""), "--odd");
+  EXPECT_EQ(parse({"--epochs", "-3"}).get_int("epochs", 0), -3);
+}
+
+TEST(CliArgs, GetUint64RejectsNegativeAndNonNumeric) {
+  EXPECT_EQ(parse({"--seed", "18446744073709551615"}).get_uint64("seed", 0), 18446744073709551615ULL);
+  EXPECT_EQ(parse({"--seed", "0"}).get_uint64("seed", 7), 0u);
+  EXPECT_EQ(parse({}).get_uint64("seed", 7), 7u);
+  // strtoull turns "-1" into 2^64 - 1 without complaint.
+  expect_error([] { parse({"--seed", "-1"}).get_uint64("seed", 0); },
+               "--seed expects a non-negative integer, got \"-1\"");
+  expect_error([] { parse({"--seed", " -1"}).get_uint64("seed", 0); }, "non-negative integer");
+  expect_error([] { parse({"--seed", "abc"}).get_uint64("seed", 0); }, "non-negative integer");
+  expect_error([] { parse({"--seed", "3x"}).get_uint64("seed", 0); }, "non-negative integer");
+  expect_error([] { parse({"--seed="}).get_uint64("seed", 0); }, "non-negative integer");
+  expect_error([] { parse({"--seed", "99999999999999999999"}).get_uint64("seed", 0); }, "out of range");
+}
+
 TEST(CliArgs, GetIntRejectsTrailingGarbage) {
   const Args a = parse({"--epochs", "12x", "--seed", ""});
   expect_error([&] { a.get_int("epochs", 0); }, "--epochs expects an integer, got \"12x\"");
@@ -118,6 +144,50 @@ TEST(CliArgs, GetDouble) {
                "--lr expects a number, got \"0.1.2\"");
   expect_error([] { parse({"--lr", "abc"}).get_double("lr", 0); }, "expects a number");
   expect_error([] { parse({"--lr="}).get_double("lr", 0); }, "expects a number");
+}
+
+// The training options checked on their own, before any data is loaded.
+bp::TrainConfig apply(const std::vector<std::string>& argv) {
+  bp::TrainConfig c;
+  bp::cli::apply_training_options(
+      Args(argv, bp::cli::training_value_options(), {"no-progress", "no-graphs"}), c);
+  return c;
+}
+
+TEST(TrainOptions, DefaultsAndValidValuesPass) {
+  const bp::TrainConfig d = apply({});
+  EXPECT_EQ(d.train_limit, -1);
+  EXPECT_EQ(d.test_limit, -1);
+  const bp::TrainConfig c = apply({"--train-limit", "1", "--test-limit", "500", "--lr", "1e-3",
+                                   "--patience", "0", "--seed", "18446744073709551615"});
+  EXPECT_EQ(c.train_limit, 1);
+  EXPECT_EQ(c.test_limit, 500);
+  EXPECT_DOUBLE_EQ(c.lr, 1e-3);
+  EXPECT_EQ(c.patience, 0);
+  EXPECT_EQ(c.seed, 18446744073709551615ULL);
+}
+
+TEST(TrainOptions, LimitsMustKeepAnImage) {
+  // -3 used to mean "all 60000", 0 an empty test set.
+  expect_error([] { apply({"--train-limit", "-3"}); }, "--train-limit must be >= 1");
+  expect_error([] { apply({"--train-limit", "-1"}); }, "--train-limit must be >= 1");
+  expect_error([] { apply({"--test-limit", "0"}); }, "--test-limit must be >= 1");
+}
+
+TEST(TrainOptions, LearningRateMustBeFiniteAndPositive) {
+  for (const char* lr : {"0", "-0.1", "nan", "inf", "-inf", "1e999"}) {
+    SCOPED_TRACE(lr);
+    expect_error([&] { apply({"--lr", lr}); }, "--lr must be a finite number > 0");
+  }
+}
+
+TEST(TrainOptions, PatienceMustNotBeNegative) {
+  expect_error([] { apply({"--patience", "-1"}); }, "--patience must be >= 0");
+}
+
+TEST(TrainOptions, SeedMustBeANonNegativeInteger) {
+  expect_error([] { apply({"--seed", "-1"}); }, "--seed expects a non-negative integer");
+  expect_error([] { apply({"--seed", "one"}); }, "--seed expects a non-negative integer");
 }
 
 }  // namespace

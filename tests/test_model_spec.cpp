@@ -114,6 +114,47 @@ TEST(ModelSpecLoad, ErrorsFromAFileArePrefixedWithItsPath) {
   expect_error([&] { bp::load_model(path); }, path + ": layers[1].units: must be > 0, got -3");
 }
 
+// nlohmann::json keeps the last of two equal keys: a model file must not say two things.
+TEST(ModelSpecLoad, DuplicateKeyNamesTheFileAndTheJsonPath) {
+  ScratchDir dir;
+  const std::string top = dir.write("dup_top.json",
+                                    R"({"name": "a", "layers": [], "name": "b"})");
+  expect_error_all([&] { bp::load_model(top); }, {top + ": name: duplicate key \"name\""});
+  // Deeper: the path counts array elements (objects and nested arrays before it included).
+  const std::string deep = dir.write("dup_deep.json", R"({"name": "tiny", "layers": [
+      {"type": "flatten"},
+      {"type": "conv2d", "filters": 4, "kernel": [3, 3], "strides": [1, 1]},
+      {"type": "dense", "units": 10, "bias": true, "units": 1000},
+      {"type": "relu"}]})");
+  expect_error_all([&] { bp::load_model(deep); },
+                   {deep + ": layers[2].units: duplicate key \"units\""});
+  const std::string nested = dir.write("dup_training.json",
+      R"({"name": "tiny", "layers": [{"type": "relu"}], "training": {"lr": 0.1, "lr": 0.5}})");
+  expect_error_all([&] { bp::load_model(nested); }, {nested + ": training.lr: duplicate key \"lr\""});
+  // The same key in different objects is no duplicate.
+  const std::string fine = dir.write("fine.json", R"({"name": "tiny", "layers": [
+      {"type": "dense", "units": 3}, {"type": "dense", "units": 4}],
+      "output": {"bias": true}, "training": {"batch_size": 8}})");
+  EXPECT_EQ(bp::load_model(fine).layers.size(), 2u);
+}
+
+// The name becomes part of run-directory names: "../../etc/x" would put runs outside runs/.
+TEST(ModelSpecLoad, NameWithPathSeparatorsOrDotDotNamesTheFile) {
+  ScratchDir dir;
+  for (const char* name : {"../../etc/x", "a/b", "..", "a\\b", "x..y"}) {
+    SCOPED_TRACE(name);
+    json doc = valid_doc();
+    doc["name"] = name;
+    const std::string path = dir.write("named.json", doc.dump());
+    expect_error_all([&] { bp::load_model(path); }, {path + ": name:", "not a plain name"});
+  }
+  json doc = valid_doc();
+  doc["name"] = "";
+  expect_error([&] { parse(doc); }, "name: must not be empty");
+  doc["name"] = "conv-v2_small.1";
+  EXPECT_EQ(bp::parse_model(doc, "test.json").name, "conv-v2_small.1");
+}
+
 TEST(ModelSpecParse, ValidDocumentParses) {
   const bp::ModelSpec spec = bp::parse_model(valid_doc(), "test.json");
   EXPECT_EQ(spec.name, "tiny");

@@ -6,12 +6,31 @@
 #include "core/error.h"
 
 namespace bp::cli {
+namespace {
+
+// What the parser treats as an option rather than a positional or a value.
+bool looks_like_option(const std::string& a) { return a.size() >= 3 && a.compare(0, 2, "--") == 0; }
+
+}  // namespace
+
+uint64_t parse_uint64(const std::string& text, const std::string& what) {
+  const size_t first = text.find_first_not_of(" \t");
+  // strtoull accepts "-1" and wraps it to 2^64 - 1: refuse a sign before it sees one.
+  BP_CHECK(first != std::string::npos && text[first] != '-',
+           what << " expects a non-negative integer, got \"" << text << "\"");
+  char* end = nullptr;
+  errno = 0;
+  const unsigned long long v = std::strtoull(text.c_str(), &end, 10);
+  BP_CHECK(end && *end == '\0', what << " expects a non-negative integer, got \"" << text << "\"");
+  BP_CHECK(errno != ERANGE, what << " is out of range: " << text);
+  return static_cast<uint64_t>(v);
+}
 
 Args::Args(const std::vector<std::string>& argv, const std::set<std::string>& value_options,
            const std::set<std::string>& flags) {
   for (size_t i = 0; i < argv.size(); ++i) {
     const std::string& a = argv[i];
-    if (a.size() < 3 || a.compare(0, 2, "--") != 0) {
+    if (!looks_like_option(a)) {
       positionals_.push_back(a);
       continue;
     }
@@ -27,6 +46,12 @@ Args::Args(const std::vector<std::string>& argv, const std::set<std::string>& va
     } else if (value_options.count(name)) {
       if (!inline_value) {
         BP_CHECK(i + 1 < argv.size(), "option --" << name << " needs a value");
+        // `--epochs --out X`: the next argument is another option, not this one's value.
+        const std::string& next = argv[i + 1];
+        BP_CHECK(!looks_like_option(next),
+                 "option --" << name << " needs a value but got none: the next argument, " << next
+                             << ", is an option (write --" << name
+                             << "=VALUE for a value that starts with --)");
         value = argv[++i];
       }
       values_[name] = value;
@@ -55,6 +80,11 @@ long long Args::get_int64(const std::string& name, long long fallback) const {
   // strtoll clamps an out-of-range value to LLONG_MIN/MAX and only says so through errno.
   BP_CHECK(errno != ERANGE, "--" << name << " is out of range: " << it->second);
   return v;
+}
+
+uint64_t Args::get_uint64(const std::string& name, uint64_t fallback) const {
+  auto it = values_.find(name);
+  return it == values_.end() ? fallback : parse_uint64(it->second, "--" + name);
 }
 
 int Args::get_int(const std::string& name, int fallback) const {

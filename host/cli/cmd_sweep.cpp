@@ -50,6 +50,7 @@ int run_sweep(const std::vector<std::string>& argv) {
   BP_CHECK(args.has("data") && args.has("models") && args.has("out"),
            "sweep needs --data, --models and --out (see --help)");
   const std::string sweep_dir = args.get("out", "");
+  BP_CHECK(!sweep_dir.empty(), "--out needs the sweep directory, got \"\"");
   const std::vector<std::string> specs = split(args.get("data", ""));
   std::vector<std::string> names;
   for (const std::string& s : specs) names.push_back(data_short_name(s));
@@ -57,7 +58,8 @@ int run_sweep(const std::vector<std::string>& argv) {
   for (const std::string& r : split(args.get("rules", "brainprop,ebp"))) rules.push_back(parse_rule(r));
   std::vector<uint64_t> seeds;
   if (args.has("seed-list")) {
-    for (const std::string& s : split(args.get("seed-list", ""))) seeds.push_back(std::stoull(s));
+    for (const std::string& s : split(args.get("seed-list", ""))) seeds.push_back(parse_uint64(s, "--seed-list"));
+    BP_CHECK(!seeds.empty(), "--seed-list needs at least one seed, got \"" << args.get("seed-list", "") << "\"");
   } else {
     const int n = args.get_int("seeds", 3);
     BP_CHECK(n >= 1, "--seeds must be >= 1");

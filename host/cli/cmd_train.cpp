@@ -3,6 +3,7 @@
 #include <cstdio>
 #include <ctime>
 #include <filesystem>
+#include <map>
 
 #include "cli/args.h"
 #include "cli/commands.h"
@@ -25,32 +26,36 @@ data:      --data SPEC          mnist:DIR | fashion-mnist[:DIR] | cifar10:DIR | 
                                 cifar100-coarse:DIR | tiny-imagenet:DIR | folder:DIR
                                 (default fashion-mnist)
            --data-dir DIR       directory for the triple form's data set
-           --train-limit N      keep the first N training images
-           --test-limit N       keep the first N test images
+           --train-limit N      keep the first N training images (N >= 1)
+           --test-limit N       keep the first N test images (N >= 1)
            --val holdout|test   validation protocol; --holdout-fraction F (default 0.1)
 model:     --model NAME|FILE    a name in models/ or a JSON file (default dense)
            --rule brainprop|ebp (default brainprop)
 training:  --epochs N           at most N epochs (default 500)
            --batch N            batch size (default: the model's)
-           --lr X               learning rate (default: the model's)
+           --lr X               learning rate, finite and > 0 (default: the model's)
            --lr-decay-every N   multiply the lr by --lr-decay-factor (0.5) every N epochs (100)
            --epsilon X          BrainProp exploration probability (default 0.02)
-           --patience N         early-stopping patience in epochs (default 45)
+           --patience N         early-stopping patience in epochs, >= 0 (default 45)
            --min-delta X        smallest val-accuracy gain that counts (default 0.001)
-           --seed N             run seed (default 1)
+           --seed N             run seed, an integer >= 0 (default 1)
            --eval-batch N       batch size for evaluation (default 500)
 running:   --backend auto|cpu|cuda  auto: the first CUDA device if there is one, else the CPU
            --threads N          CPU threads (default: all cores)
            --math fp32|tf32     GPU GEMM/convolution precision (default fp32, the CPU's;
                                 tf32 uses tensor cores, several times faster on A100/H100)
            --resume RUN_DIR     continue an interrupted run from its last.safetensors with the
-                                same schedule, early-stopping state and RNG position
-                                (--epochs may raise the limit)
+                                same schedule, early-stopping state and RNG position;
+                                --epochs may raise the limit, --backend/--threads/--math and
+                                the flags may change; any other option that differs from the
+                                run's config.json is an error naming it
            --out RUN_DIR        where config, history, summary and checkpoints go
                                 (default runs/<time>-<data>-<model>-<rule>-s<seed>)
            --no-progress        no live progress bar
            --no-graphs          launch every kernel of a step instead of replaying it as a
                                 CUDA graph (for profiling; same results)
+
+A value that starts with -- needs the --name=VALUE form: in `--epochs --out X`, --epochs has no value.
 )";
 
 std::string default_run_dir(const TrainConfig& c) {
@@ -59,6 +64,44 @@ std::string default_run_dir(const TrainConfig& c) {
   std::strftime(stamp, sizeof stamp, "%Y%m%d-%H%M%S", std::localtime(&now));
   return "runs/" + std::string(stamp) + "-" + data_short_name(c.data_spec) + "-" + c.model.name +
          "-" + rule_name(c.rule) + "-s" + std::to_string(c.seed);
+}
+
+// Options given with --resume that would change what the run computes are refused, naming each
+// with the value the run has; giving the run's own value is allowed. --epochs, --backend,
+// --threads, --math and the flags may change (as `sweep` allows for a run it resumes).
+void check_resume_options(const Args& args, const TrainConfig& stored, const std::string& config_path) {
+  TrainConfig wanted = stored;
+  // apply_training_options falls back to the model's defaults for the batch size and lr.
+  wanted.model.training.batch_size = stored.batch_size;
+  wanted.model.training.lr = stored.lr;
+  apply_training_options(args, wanted);  // also checks each given value on its own
+  const nlohmann::json have = config_to_json(stored), want = config_to_json(wanted);
+  const std::map<std::string, std::string> option_of = {
+      {"batch_size", "batch"}, {"lr", "lr"}, {"lr_decay_every", "lr-decay-every"},
+      {"lr_decay_factor", "lr-decay-factor"}, {"epsilon", "epsilon"}, {"patience", "patience"},
+      {"min_delta", "min-delta"}, {"seed", "seed"}, {"val", "val"},
+      {"holdout_fraction", "holdout-fraction"}, {"train_limit", "train-limit"},
+      {"test_limit", "test-limit"}, {"eval_batch", "eval-batch"}};
+  std::string conflicts;
+  for (const auto& [field, option] : option_of) {
+    BP_CHECK(have.contains(field) && want.contains(field), "check_resume_options: no field " << field);
+    if (have[field] != want[field])
+      conflicts += std::string(conflicts.empty() ? "" : "; ") + "--" + option + " " +
+                   args.get(option, "") + " (the run has " + have[field].dump() + ")";
+  }
+  if (args.has("out")) {
+    namespace fs = std::filesystem;
+    const std::string dir = args.get("resume", ""), out = args.get("out", "");
+    std::error_code ec1, ec2;
+    if (fs::weakly_canonical(out, ec1) != fs::weakly_canonical(dir, ec2) || ec1 || ec2)
+      conflicts += std::string(conflicts.empty() ? "" : "; ") + "--out " + out +
+                   " (a resumed run stays in " + dir + ")";
+  }
+  BP_CHECK(conflicts.empty(),
+           "--resume: these options contradict the run's configuration in "
+               << config_path << ": " << conflicts
+               << ". Drop them; only --epochs, --backend, --threads, --math, --no-progress and "
+                  "--no-graphs may change when resuming");
 }
 
 }  // namespace
@@ -71,15 +114,20 @@ int run_train(const std::vector<std::string>& argv) {
     std::fputs(kTrainHelp, stdout);
     return 0;
   }
+  BP_CHECK(!args.has("out") || !args.get("out", "").empty(),
+           "--out needs a directory, got \"\" (leave --out out for the default runs/...)");
   if (args.has("resume")) {
     // Everything comes from the run directory; only the epoch limit and how to run may change.
     const std::string dir = args.get("resume", "");
-    BP_CHECK(args.positionals().empty() && !args.has("data") && !args.has("model") && !args.has("rule"),
+    BP_CHECK(!dir.empty(), "--resume needs the run directory, got \"\"");
+    BP_CHECK(args.positionals().empty() && !args.has("data") && !args.has("data-dir") &&
+                 !args.has("model") && !args.has("rule"),
              "--resume RUN_DIR takes the run's own configuration; give no data, model or rule");
     const std::string config_path = dir + "/config.json";
     BP_CHECK(std::filesystem::exists(config_path), config_path << ": no such file (is " << dir
                                                                << " a run directory?)");
     TrainConfig c = config_from_json(nlohmann::json::parse(read_file(config_path)), config_path);
+    check_resume_options(args, c, config_path);
     c.max_epochs = args.get_int("epochs", c.max_epochs);
     c.backend = args.get("backend", c.backend);
     c.threads = args.get_int("threads", c.threads);

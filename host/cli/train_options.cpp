@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cctype>
+#include <cmath>
 #include <cstdio>
 #include <filesystem>
 
@@ -31,17 +32,26 @@ const std::set<std::string>& training_value_options() {
 void apply_training_options(const Args& args, TrainConfig& c) {
   c.batch_size = args.get_int("batch", c.model.training.batch_size);
   c.lr = args.get_double("lr", c.model.training.lr);
+  // Only what the command line gave is checked here: the sweep's 0 means "each model's own".
+  BP_CHECK(!args.has("lr") || (std::isfinite(c.lr) && c.lr > 0),
+           "--lr must be a finite number > 0, got " << args.get("lr", ""));
   c.lr_decay_every = args.get_int("lr-decay-every", c.lr_decay_every);
   c.lr_decay_factor = args.get_double("lr-decay-factor", c.lr_decay_factor);
   c.epsilon = args.get_double("epsilon", c.epsilon);
   c.max_epochs = args.get_int("epochs", c.max_epochs);
   c.patience = args.get_int("patience", c.patience);
+  BP_CHECK(c.patience >= 0, "--patience must be >= 0 (epochs without improvement), got " << c.patience);
   c.min_delta = args.get_double("min-delta", c.min_delta);
-  c.seed = static_cast<uint64_t>(args.get_int64("seed", static_cast<long long>(c.seed)));
+  c.seed = args.get_uint64("seed", c.seed);
   c.val = args.get("val", c.val);
   c.holdout_fraction = args.get_double("holdout-fraction", c.holdout_fraction);
   c.train_limit = args.get_int64("train-limit", c.train_limit);
   c.test_limit = args.get_int64("test-limit", c.test_limit);
+  // Left out, a limit is -1: every image. Given, it must keep at least one.
+  for (const char* name : {"train-limit", "test-limit"})
+    BP_CHECK(!args.has(name) || args.get_int64(name, 0) >= 1,
+             "--" << name << " must be >= 1 (leave it out to keep every image), got "
+                  << args.get(name, ""));
   c.backend = args.get("backend", c.backend);
   c.threads = args.get_int("threads", c.threads);
   c.math = args.get("math", c.math);

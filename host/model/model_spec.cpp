@@ -156,6 +156,67 @@ LayerSpec parse_simple(const Reader& r, const std::string& type) {
   return layer;
 }
 
+// nlohmann::json keeps the last of two equal keys in an object without a word; a model file
+// with `"units": 10, ..., "units": 1000` would silently train the second. The parser callback
+// sees every key before it is stored: track the keys of each open object and refuse a repeat,
+// naming its JSON path in the form Reader uses (layers[2].units).
+class DuplicateKeyCheck {
+ public:
+  explicit DuplicateKeyCheck(std::string source) : source_(std::move(source)) {}
+
+  bool operator()(int /*depth*/, json::parse_event_t event, json& parsed) {
+    switch (event) {
+      case json::parse_event_t::object_start: frames_.push_back({false, 0, {}, ""}); break;
+      case json::parse_event_t::array_start: frames_.push_back({true, 0, {}, ""}); break;
+      case json::parse_event_t::key: {
+        Frame& f = frames_.back();
+        f.key = parsed.get<std::string>();
+        if (!f.keys.insert(f.key).second)
+          BP_FAIL(source_ << ": " << path() << ": duplicate key \"" << f.key
+                          << "\" (JSON would silently keep the last one)");
+        break;
+      }
+      case json::parse_event_t::object_end:
+      case json::parse_event_t::array_end:
+        frames_.pop_back();
+        element_done();
+        break;
+      case json::parse_event_t::value: element_done(); break;
+    }
+    return true;
+  }
+
+ private:
+  struct Frame {
+    bool array;
+    size_t index;                // arrays: the element being read
+    std::set<std::string> keys;  // objects: the keys seen so far
+    std::string key;             // objects: the key being read
+  };
+  void element_done() {
+    if (!frames_.empty() && frames_.back().array) ++frames_.back().index;
+  }
+  std::string path() const {
+    std::string p;
+    for (const Frame& f : frames_)
+      p += f.array ? "[" + std::to_string(f.index) + "]" : (p.empty() ? "" : ".") + f.key;
+    return p;
+  }
+
+  std::string source_;
+  std::vector<Frame> frames_;
+};
+
+// The name goes into run-directory names (runs/<time>-<data>-<name>-..., SWEEP/<data>-<name>-...):
+// it must not be able to point anywhere else.
+void check_model_name(const Reader& top, const std::string& name) {
+  if (name.empty()) top.child("name").fail("must not be empty");
+  if (name.find_first_of("/\\") != std::string::npos || name.find("..") != std::string::npos)
+    top.child("name").fail("\"" + name +
+                           "\" is not a plain name: no path separators (/ or \\) or \"..\" (it "
+                           "names run directories)");
+}
+
 const std::set<std::string> kLayerTypes = {"dense",     "relu",      "flatten", "conv2d",
                                            "local2d",   "batchnorm", "maxpool2d", "dropout"};
 
@@ -166,6 +227,7 @@ ModelSpec parse_model(const json& doc, const std::string& source) {
   top.expect_object({"name", "description", "init_std", "l2", "layers", "output", "training"});
   ModelSpec spec;
   spec.name = top.string_at("name", "", true);
+  check_model_name(top, spec.name);
   spec.description = top.string_at("description", "", false);
   const double default_std = top.number_at("init_std", 0.005, 0.0, true);
   const double default_l2 = top.number_at("l2", 0.0, 0.0, true);
@@ -250,7 +312,7 @@ ModelSpec load_model(const std::string& name_or_path) {
   BP_CHECK(in, path << ": cannot open");
   json doc;
   try {
-    doc = json::parse(in);
+    doc = json::parse(in, DuplicateKeyCheck(path));
   } catch (const json::parse_error& e) {
     BP_FAIL(path << ": not valid JSON: " << e.what());
   }
