@@ -223,8 +223,7 @@ class CudaBackend final : public Backend {
   void count_nonfinite(const Tensor& t, Tensor& counts, int64_t slot) override {
     const char* op = "count_nonfinite";
     check_cuda(counts, op, "counts");
-    BP_CHECK(counts.dtype() == DType::F64 && slot >= 0 && slot < counts.numel(),
-             op << ": counts must be float64 with slot " << slot);
+    check_count_slot(counts, slot);
     double* ws = workspace_doubles(cuda::column_workspace_doubles(t.numel(), 1));
     cuda::count_nonfinite(f32(t, op, "tensor"), t.numel(), static_cast<double*>(counts.raw()), slot,
                           ws, ctx_->stream());

@@ -26,9 +26,13 @@ GemmDims gemm_dims(bool ta, bool tb, const Tensor& a, const Tensor& b, const Ten
   return GemmDims{m, n, k};
 }
 
-void Backend::count_nonfinite(const Tensor& t, Tensor& counts, int64_t slot) {
+void Backend::check_count_slot(const Tensor& counts, int64_t slot) {
   BP_CHECK(counts.dtype() == DType::F64 && slot >= 0 && slot < counts.numel(),
            "count_nonfinite: counts must be float64 with slot " << slot);
+}
+
+void Backend::count_nonfinite(const Tensor& t, Tensor& counts, int64_t slot) {
+  check_count_slot(counts, slot);
   BP_CHECK(t.dtype() == DType::F32 || t.dtype() == DType::F64,
            "count_nonfinite: " << dtype_name(t.dtype()) << " has no NaN");
   int64_t bad = 0;

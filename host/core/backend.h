@@ -156,6 +156,8 @@ class Backend {
   // float64 on this backend). The trainer checks every parameter this way once per epoch and
   // before every checkpoint, with one read-back for all. The default reads t back to the host.
   virtual void count_nonfinite(const Tensor& t, Tensor& counts, int64_t slot);
+  // The argument check every backend's count_nonfinite makes.
+  static void check_count_slot(const Tensor& counts, int64_t slot);
 
   // --- timing (benchmarks) ---
   // A mark on the backend's clock, after the ops issued so far, and the milliseconds between

@@ -266,8 +266,7 @@ class CpuBackend final : public Backend {
   void count_nonfinite(const Tensor& t, Tensor& counts, int64_t slot) override {
     check_cpu(t, "count_nonfinite tensor");
     check_cpu(counts, "count_nonfinite counts");
-    BP_CHECK(counts.dtype() == DType::F64 && slot >= 0 && slot < counts.numel(),
-             "count_nonfinite: counts must be float64 with slot " << slot);
+    check_count_slot(counts, slot);
     dispatch_float(t.dtype(), "count_nonfinite", [&](auto* tag) {
       using T = std::remove_pointer_t<decltype(tag)>;
       const T* v = t.data<T>();
