@@ -2,7 +2,7 @@
 # Installs what brainprop needs on Debian 12: the C++ toolchain and libraries (libjpeg-turbo
 # for the JPEG data sets), the Fashion-MNIST data set (Debian package
 # dataset-fashion-mnist), matplotlib (python3-matplotlib) for the figures of
-# `brainprop report`, and what the emulated CUDA device needs: clang with its OpenMP and
+# `brainprop report`, strace (the crash tests inject kills and write errors with it), and what the emulated CUDA device needs: clang with its OpenMP and
 # sanitizer runtimes, Boost.Context (the fibers) and PyTorch (python3-torch), the independent
 # reference the cuDNN emulation is cross-checked against. Idempotent: packages already present are not touched.
 # The CUDA toolkit is not a Debian package here; the build finds it under /usr/local/cuda.
@@ -10,7 +10,8 @@ set -euo pipefail
 
 packages=(build-essential cmake pkg-config libopenblas-openmp-dev nlohmann-json3-dev zlib1g-dev
           libturbojpeg0-dev libgtest-dev dataset-fashion-mnist python3 python3-matplotlib
-          clang libomp-dev libclang-rt-14-dev libboost-context-dev python3-torch python3-numpy)
+          clang libomp-dev libclang-rt-14-dev libboost-context-dev python3-torch python3-numpy
+          strace)
 
 missing=()
 for p in "${packages[@]}"; do

@@ -76,6 +76,32 @@ if [ -d /usr/share/datasets/fashion-mnist ]; then
   check "resume to 3 epochs" "$B" train --resume "$run" --epochs 3 --seed 1 --train-limit 2000 \
       --out "$run" --threads 1 --no-progress
   check "history has 3 epochs" test "$(wc -l < "$run/history.jsonl")" -eq 3
+  # A run directory is owned: a new run there is refused with the ways out, and is locked.
+  fails_with "--out onto an existing run is refused" "already holds a run" \
+      "$B" train --data fashion-mnist --model "$T/tiny.json" --epochs 1 --train-limit 200 --test-limit 100 \
+      --threads 1 --no-progress --out "$run"
+  check "the refused run left the old one alone" test "$(wc -l < "$run/history.jsonl")" -eq 3
+  fails_with "--resume with --overwrite is a contradiction" "give one of them" \
+      "$B" train --resume "$run" --overwrite --threads 1 --no-progress
+  check "a run to replace" "$B" train --data fashion-mnist --model "$T/tiny.json" --epochs 1 \
+      --train-limit 200 --test-limit 100 --threads 1 --no-progress --out "$T/run2"
+  check "--overwrite replaces the run" "$B" train --data fashion-mnist --model "$T/tiny.json" --epochs 2 \
+      --train-limit 200 --test-limit 100 --threads 1 --no-progress --out "$T/run2" --overwrite
+  check "the replaced run has only its own epochs" test "$(wc -l < "$T/run2/history.jsonl")" -eq 2
+  # A second process on a run directory in use fails at once, naming the holder.
+  "$B" train --data fashion-mnist --model "$T/tiny.json" --epochs 500 --patience 500 --threads 1 \
+      --no-progress --out "$T/busy" > "$T/busy.log" 2>&1 &
+  holder=$!
+  for _ in $(seq 100); do [ -s "$T/busy/.lock" ] && break; sleep 0.1; done
+  fails_with "a run directory in use is refused naming the holder's pid" "(pid $holder)" \
+      "$B" train --data fashion-mnist --model "$T/tiny.json" --epochs 1 --threads 1 --no-progress \
+      --out "$T/busy" --overwrite
+  for _ in $(seq 100); do [ -s "$T/busy/config.json" ] && break; sleep 0.1; done
+  fails_with "a resume of a run in use is refused naming the holder's pid" "(pid $holder)" \
+      "$B" train --resume "$T/busy" --threads 1 --no-progress
+  # (A background job of a script ignores SIGINT; SIGTERM checkpoints the same way.)
+  kill -TERM $holder; wait $holder
+  check "the stopped holder's checkpoint resumes" "$B" train --resume "$T/busy" --epochs 1 --threads 1 --no-progress
   check "inspect" bash -c "'$B' inspect --data fashion-mnist | grep -q '\"classes\": 10'"
   check "sweep" "$B" sweep --data fashion-mnist --models "$T/tiny.json" --seeds 1 --epochs 1 \
       --train-limit 1000 --test-limit 200 --threads 1 --no-progress --out "$T/sweep"

@@ -59,7 +59,7 @@ TEST(Sweep, RestartSkipsFinishedRunsResumesOthersAndRefusesChangedSettings) {
   train(c, data, *be, nullptr);
   c.halt_after_steps = -1;
   EXPECT_EQ(run_status(c), RunStatus::Resume);
-  train(c, data, *be, nullptr, true);
+  train(c, data, *be, nullptr, RunStart::Resume);
   EXPECT_EQ(run_status(c), RunStatus::Done);
   TrainConfig longer = c;
   longer.max_epochs = 3;

@@ -285,9 +285,9 @@ TEST(Training, InterruptedAndResumedRunMatchesTheUninterruptedHistory) {
     cut.halt_after_steps = 15;  // inside epoch 2
     EXPECT_EQ(train(cut, data, *be, nullptr).summary.stop_reason, "interrupted");
     cut.halt_after_steps = 33;  // epoch 3 ends at step 33: finishes it, then halts inside epoch 4
-    train(cut, data, *be, nullptr, true);
+    train(cut, data, *be, nullptr, RunStart::Resume);
     cut.halt_after_steps = -1;
-    const TrainResult resumed = train(cut, data, *be, nullptr, true);
+    const TrainResult resumed = train(cut, data, *be, nullptr, RunStart::Resume);
 
     ASSERT_EQ(resumed.history.size(), whole.history.size());
     for (size_t e = 0; e < whole.history.size(); ++e) {

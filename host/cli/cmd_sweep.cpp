@@ -104,7 +104,9 @@ int run_sweep(const std::vector<std::string>& argv) {
             std::printf("    %s\n", line.c_str());
             std::fflush(stdout);
           },
-          status[i] == RunStatus::Resume);
+          // A run the sweep starts afresh is its own (its config is the sweep's), so leftovers
+          // of a run killed before its first checkpoint are replaced.
+          status[i] == RunStatus::Resume ? RunStart::Resume : RunStart::Replace);
       outcome = result.summary.stop_reason;
       std::printf("    -> %s: best val_acc %.4f at epoch %d, test_acc %.4f\n", outcome.c_str(),
                   result.summary.best_val_accuracy, result.summary.best_epoch,

@@ -50,7 +50,10 @@ running:   --backend auto|cpu|cuda  auto: the first CUDA device if there is one,
                                 the flags may change; any other option that differs from the
                                 run's config.json is an error naming it
            --out RUN_DIR        where config, history, summary and checkpoints go
-                                (default runs/<time>-<data>-<model>-<rule>-s<seed>)
+                                (default runs/<time>-<data>-<model>-<rule>-s<seed>); one
+                                that already holds a run is refused: --resume it, or
+           --overwrite          replace the run in --out (its checkpoints are deleted)
+                                A run directory is locked while a process trains in it.
            --no-progress        no live progress bar
            --no-graphs          launch every kernel of a step instead of replaying it as a
                                 CUDA graph (for profiling; same results)
@@ -109,7 +112,7 @@ void check_resume_options(const Args& args, const TrainConfig& stored, const std
 int run_train(const std::vector<std::string>& argv) {
   std::set<std::string> value_options = training_value_options();
   value_options.insert({"data", "data-dir", "model", "rule", "out", "resume"});
-  const Args args(argv, value_options, {"help", "no-progress", "no-graphs"});
+  const Args args(argv, value_options, {"help", "no-progress", "no-graphs", "overwrite"});
   if (args.flag("help")) {
     std::fputs(kTrainHelp, stdout);
     return 0;
@@ -120,6 +123,8 @@ int run_train(const std::vector<std::string>& argv) {
     // Everything comes from the run directory; only the epoch limit and how to run may change.
     const std::string dir = args.get("resume", "");
     BP_CHECK(!dir.empty(), "--resume needs the run directory, got \"\"");
+    BP_CHECK(!args.flag("overwrite"), "--resume continues the run in " << dir
+                                          << "; --overwrite would delete it: give one of them");
     BP_CHECK(args.positionals().empty() && !args.has("data") && !args.has("data-dir") &&
                  !args.has("model") && !args.has("rule"),
              "--resume RUN_DIR takes the run's own configuration; give no data, model or rule");
@@ -136,8 +141,9 @@ int run_train(const std::vector<std::string>& argv) {
     c.graphs = !args.flag("no-graphs");
     c.out_dir = dir;
     const bool has_checkpoint = std::filesystem::exists(dir + "/last.safetensors");
+    // Killed before its first checkpoint: nothing was trained, so the run starts over there.
     if (!has_checkpoint) std::printf("%s has no last.safetensors yet: starting the run afresh\n", dir.c_str());
-    return run_training(c, has_checkpoint);
+    return run_training(c, has_checkpoint ? RunStart::Resume : RunStart::Replace);
   }
   TrainConfig c;
   const auto& pos = args.positionals();
@@ -159,7 +165,7 @@ int run_train(const std::vector<std::string>& argv) {
   c.eval_batch = 500;
   apply_training_options(args, c);
   c.out_dir = args.get("out", default_run_dir(c));
-  return run_training(c, false);
+  return run_training(c, args.flag("overwrite") ? RunStart::Replace : RunStart::New);
 }
 
 }  // namespace bp::cli

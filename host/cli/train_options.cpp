@@ -86,7 +86,9 @@ std::string data_short_name(const std::string& spec) {
   return spec.substr(0, colon) + (base.empty() ? "" : "-" + base);
 }
 
-int run_training(const TrainConfig& c, bool resume) {
+int run_training(const TrainConfig& c, RunStart start) {
+  // Owned before the data is read: a second process on this directory fails at once.
+  const RunDirectory run(c.out_dir, start);
   const Dataset data = load_dataset(c.data_spec, DataLimits{c.train_limit, c.test_limit});
   auto backend = make_backend(c.backend, c.threads, c.math);
   std::printf("brainprop train: %s on %s (%lld train / %lld test images, %d classes), rule %s, "
@@ -103,7 +105,7 @@ int run_training(const TrainConfig& c, bool resume) {
         std::printf("%s\n", line.c_str());
         std::fflush(stdout);
       },
-      resume);
+      run, start);
   const TrainSummary& s = result.summary;
   if (s.stop_reason == "interrupted") return 130;
   std::printf("done: %s after %d epochs; best val_acc %.4f at epoch %d; test_acc %.4f; %.1fs\n",

@@ -5,6 +5,7 @@
 #include <string>
 
 #include "cli/args.h"
+#include "train/run_directory.h"
 #include "train/train_config.h"
 
 namespace bp::cli {
@@ -21,6 +22,6 @@ std::string reference_data_spec(const std::string& dataset, const std::string& d
 std::string data_short_name(const std::string& spec);
 
 // Prints the one-line header and runs train() with progress on stdout; returns the exit code.
-int run_training(const TrainConfig& c, bool resume);
+int run_training(const TrainConfig& c, RunStart start);
 
 }  // namespace bp::cli

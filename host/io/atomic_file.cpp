@@ -69,6 +69,14 @@ void write_file_atomic(const std::string& path, std::string_view bytes) {
   BP_CHECK(err == 0, "wrote " << path << " but cannot sync its directory: " << std::strerror(err));
 }
 
+void rename_file_durable(const std::string& from, const std::string& to) {
+  if (::rename(from.c_str(), to.c_str()) != 0)
+    BP_FAIL("cannot rename " << from << " to " << to << ": " << std::strerror(errno));
+  const int err = sync_directory(parent_directory(to));
+  BP_CHECK(err == 0, "renamed " << from << " to " << to << " but cannot sync the directory: "
+                                << std::strerror(err));
+}
+
 std::string read_file(const std::string& path) {
   const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
   if (fd < 0) BP_FAIL("cannot open " << path << ": " << std::strerror(errno));

@@ -11,6 +11,10 @@ namespace bp {
 // is removed and bp::Error names `path` and the system's reason.
 void write_file_atomic(const std::string& path, std::string_view bytes);
 
+// Renames `from` over `to` (same directory) and syncs the directory, so the rename survives a
+// crash; throws bp::Error naming both and the system's reason.
+void rename_file_durable(const std::string& from, const std::string& to);
+
 // The whole contents of `path`; throws bp::Error naming `path` if it cannot be opened or read.
 std::string read_file(const std::string& path);
 

@@ -15,6 +15,7 @@
 #include "train/device_data.h"
 #include "train/interrupt.h"
 #include "train/progress.h"
+#include "train/run_directory.h"
 #include "train/schedule.h"
 #include "train/step_runner.h"
 #include "train/training_step.h"
@@ -96,30 +97,12 @@ std::string format_epoch_line(const EpochRecord& r, int max_epochs, Rule rule) {
   return line;
 }
 
-// Writes the run directory's files; a no-op without --out.
-class RunDirectory {
- public:
-  explicit RunDirectory(std::string dir) : dir_(std::move(dir)) {
-    if (dir_.empty()) return;
-    std::error_code ec;
-    std::filesystem::create_directories(dir_, ec);
-    BP_CHECK(!ec, dir_ << ": cannot create the run directory: " << ec.message());
-  }
-  bool enabled() const { return !dir_.empty(); }
-  std::string path(const std::string& name) const { return dir_ + "/" + name; }
-  void write_json(const std::string& name, const nlohmann::json& doc) const {
-    if (enabled()) write_file_atomic(path(name), doc.dump(2) + "\n");
-  }
-  void write_history(const std::vector<EpochRecord>& history, Rule rule) const {
-    if (!enabled()) return;
-    std::string text;
-    for (const EpochRecord& r : history) text += r.to_json(rule).dump() + "\n";
-    write_file_atomic(path("history.jsonl"), text);
-  }
-
- private:
-  std::string dir_;
-};
+// history.jsonl's text: one JSON object per finished epoch.
+std::string history_jsonl(const std::vector<EpochRecord>& history, Rule rule) {
+  std::string text;
+  for (const EpochRecord& r : history) text += r.to_json(rule).dump() + "\n";
+  return text;
+}
 
 }  // namespace
 
@@ -157,14 +140,15 @@ TrainerState TrainerState::from_json(const nlohmann::json& j, const std::string&
 
 namespace {
 
-std::vector<EpochRecord> read_history(const std::string& path, int epochs, Rule rule) {
+// The first `epochs` records of a history.jsonl text; `source` names it in errors.
+std::vector<EpochRecord> parse_history(const std::string& text, int epochs, Rule rule,
+                                       const std::string& source) {
   std::vector<EpochRecord> history;
-  std::ifstream in(path);
-  BP_CHECK(in || epochs == 0, path << ": cannot open the history to resume from");
+  std::istringstream in(text);
   std::string line;
   for (int e = 0; e < epochs; ++e) {
-    BP_CHECK(std::getline(in, line), path << ": holds fewer than the " << epochs
-                                          << " epochs the checkpoint has finished");
+    BP_CHECK(std::getline(in, line), source << ": holds fewer than the " << epochs
+                                            << " epochs the checkpoint has finished");
     try {
       const auto j = nlohmann::json::parse(line);
       EpochRecord r;
@@ -181,7 +165,7 @@ std::vector<EpochRecord> read_history(const std::string& path, int epochs, Rule 
       }
       history.push_back(r);
     } catch (const nlohmann::json::exception& ex) {
-      BP_FAIL(path << ": line " << e + 1 << ": " << ex.what());
+      BP_FAIL(source << ": line " << e + 1 << ": " << ex.what());
     }
   }
   return history;
@@ -190,7 +174,17 @@ std::vector<EpochRecord> read_history(const std::string& path, int epochs, Rule 
 }  // namespace
 
 TrainResult train(const TrainConfig& config, const Dataset& data, Backend& be,
-                  const std::function<void(const std::string&)>& log, bool resume) {
+                  const std::function<void(const std::string&)>& log, RunStart start) {
+  const RunDirectory run(config.out_dir, start);  // locked until train() returns
+  return train(config, data, be, log, run, start);
+}
+
+TrainResult train(const TrainConfig& config, const Dataset& data, Backend& be,
+                  const std::function<void(const std::string&)>& log, const RunDirectory& run,
+                  RunStart start) {
+  const bool resume = start == RunStart::Resume;
+  BP_CHECK(run.dir() == config.out_dir, "train: the run directory " << run.dir()
+                                            << " is not the config's " << config.out_dir);
   const auto t_start = Clock::now();
   BP_CHECK(config.batch_size >= 1, "batch size must be >= 1, got " << config.batch_size);
   BP_CHECK(config.max_epochs >= 1, "max epochs must be >= 1, got " << config.max_epochs);
@@ -225,7 +219,6 @@ TrainResult train(const TrainConfig& config, const Dataset& data, Backend& be,
   Tensor nonfinite_counts = be.empty({int64_t(net.state_tensors().size())}, DType::F64);
   StepRunner runner(be, train_loader, step, config.batch_size, config.graphs);
 
-  const RunDirectory run(config.out_dir);
   const LrSchedule schedule{config.lr, config.lr_decay_every, config.lr_decay_factor};
   EarlyStopping stopper(config.patience, config.min_delta);
   TrainResult result;
@@ -241,13 +234,25 @@ TrainResult train(const TrainConfig& config, const Dataset& data, Backend& be,
     BP_CHECK(it != info.metadata.end(), last << ": has no trainer state to resume from");
     state = TrainerState::from_json(nlohmann::json::parse(it->second), last);
     load_checkpoint_weights(info, last, net);
-    result.history = read_history(run.path("history.jsonl"), state.epoch, config.rule);
+    // The history committed with the weights; checkpoints written before it was stored there
+    // fall back to history.jsonl.
+    auto committed = info.metadata.find("history");
+    result.history = committed != info.metadata.end()
+                         ? parse_history(committed->second, state.epoch, config.rule, last + " (history)")
+                         : parse_history(state.epoch > 0 ? read_file(run.path("history.jsonl")) : "", state.epoch,
+                                         config.rule, run.path("history.jsonl"));
+    // A kill during the last commit's step 3 left best.next and history.jsonl behind.
+    run.repair_best(state.best_epoch);
+    write_file_atomic(run.path("history.jsonl"), history_jsonl(result.history, config.rule));
+    // The summary of an earlier invocation no longer describes the run; a new one is written
+    // when this one ends.
+    std::filesystem::remove(run.path("summary.json"));
     if (state.best_epoch > 0) best_state = read_checkpoint_tensors(run.path("best.safetensors"), DType::F32);
     stopper.restore(state.stopper_best, state.stopper_wait);
     if (log) log("resuming at epoch " + std::to_string(state.epoch + 1) + ", batch " +
                  std::to_string(state.batch) + " (step " + std::to_string(state.global_step) + ")");
-  } else {
-    run.write_json("config.json", config_to_json(config));
+  } else if (run.enabled()) {
+    write_file_atomic(run.path("config.json"), config_to_json(config).dump(2) + "\n");
   }
   summary.best_val_accuracy = state.best_val_accuracy;
   summary.best_epoch = state.best_epoch;
@@ -265,10 +270,12 @@ TrainResult train(const TrainConfig& config, const Dataset& data, Backend& be,
                  "try a smaller --lr)");
     return true;
   };
+  // The commit point: weights, trainer state and history in one atomic file.
   auto save_last = [&](const TrainerState& at) {
     if (run.enabled())
       save_checkpoint(run.path("last.safetensors"), net, config, at.epoch,
-                      {{"trainer_state", at.to_json().dump()}});
+                      {{"trainer_state", at.to_json().dump()},
+                       {"history", history_jsonl(result.history, config.rule)}});
   };
   const int64_t batches = train_loader.batches(config.batch_size);
   // A resumed run that had already stopped early stays stopped.
@@ -340,11 +347,13 @@ TrainResult train(const TrainConfig& config, const Dataset& data, Backend& be,
     summary.epochs_run = rec.epoch;
     if (log) log(format_epoch_line(rec, config.max_epochs, config.rule));
 
-    if (rec.val_accuracy > summary.best_val_accuracy) {
+    const bool improved = rec.val_accuracy > summary.best_val_accuracy;
+    if (improved) {
       summary.best_val_accuracy = rec.val_accuracy;
       summary.best_epoch = rec.epoch;
       best_state = net.state();
-      if (run.enabled()) save_checkpoint(run.path("best.safetensors"), net, config, rec.epoch);
+      // Step 1 of the commit (see run_directory.h): the new best beside the old one.
+      if (run.enabled()) save_checkpoint(run.path("best.next.safetensors"), net, config, rec.epoch);
     }
     const bool stop = stopper.update(rec.val_accuracy);
     state.epoch = epoch + 1;
@@ -353,8 +362,8 @@ TrainResult train(const TrainConfig& config, const Dataset& data, Backend& be,
     state.best_val_accuracy = summary.best_val_accuracy;
     state.best_epoch = summary.best_epoch;
     state.partial_stats.clear();
-    save_last(state);
-    run.write_history(result.history, config.rule);
+    save_last(state);  // step 2: the epoch is committed
+    run.finish_commit(improved, history_jsonl(result.history, config.rule));  // step 3
     if (stop) {
       summary.stop_reason = "early_stopping";
       break;
@@ -368,7 +377,7 @@ TrainResult train(const TrainConfig& config, const Dataset& data, Backend& be,
     summary.test_accuracy = evaluate_accuracy(net, test_loader, config.eval_batch, stats);
   }
   summary.total_seconds = std::chrono::duration<double>(Clock::now() - t_start).count();
-  run.write_json("summary.json", summary.to_json());
+  if (run.enabled()) write_file_atomic(run.path("summary.json"), summary.to_json().dump(2) + "\n");
   return result;
 }
 

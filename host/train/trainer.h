@@ -9,6 +9,7 @@
 
 #include "core/backend.h"
 #include "data/dataset.h"
+#include "train/run_directory.h"
 #include "train/train_config.h"
 
 namespace bp {
@@ -59,12 +60,20 @@ struct TrainerState {
 std::unique_ptr<Backend> make_backend(const std::string& name, int threads,
                                       const std::string& math = "fp32");
 
-// Runs a whole training job. With config.out_dir set, writes config.json, history.jsonl,
-// summary.json, best.safetensors and last.safetensors there (each atomically).
-// `log` receives the one-line-per-epoch progress (nullptr: silent). With `resume`, continues
-// the run in config.out_dir from its last.safetensors, history.jsonl and best.safetensors;
-// the finished run's history is the same as an uninterrupted one's (timings aside).
+// Runs a whole training job. With config.out_dir set, holds the run directory's lock while it
+// runs and writes config.json, history.jsonl, summary.json, best.safetensors and
+// last.safetensors there, with one commit point per epoch (run_directory.h).
+// `log` receives the one-line-per-epoch progress (nullptr: silent). `start` says what may be in
+// config.out_dir already: RunStart::Resume continues the run there from its last.safetensors
+// (and best.safetensors); the finished run's history is the same as an uninterrupted one's
+// (timings aside), whatever instant the earlier process died at.
 TrainResult train(const TrainConfig& config, const Dataset& data, Backend& be,
-                  const std::function<void(const std::string&)>& log, bool resume = false);
+                  const std::function<void(const std::string&)>& log,
+                  RunStart start = RunStart::New);
+// The same in a run directory the caller has opened (and so locked) already, e.g. before
+// loading the data, so a second process on it fails at once; `run` was opened with `start`.
+TrainResult train(const TrainConfig& config, const Dataset& data, Backend& be,
+                  const std::function<void(const std::string&)>& log, const RunDirectory& run,
+                  RunStart start);
 
 }  // namespace bp

@@ -264,7 +264,7 @@ class GpuTrainerGraphs : public GpuParity {
     CountingBackend counted(be);
     TrainerRun r;
     const auto t0 = std::chrono::steady_clock::now();
-    r.result = train(c, data_, counted, nullptr, resume);
+    r.result = train(c, data_, counted, nullptr, resume ? RunStart::Resume : RunStart::New);
     r.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
     r.captures = counted.captures();
     r.replays = counted.replays();
