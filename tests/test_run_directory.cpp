@@ -2,6 +2,7 @@
 // killed writer's temporary files, and the repair of an interrupted commit. Kills at every
 // instant of a real run are tests/crash_resume.sh's job.
 #include <gtest/gtest.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <filesystem>
@@ -75,6 +76,24 @@ TEST(RunDirectory, AKilledWritersTemporaryFilesAreRemovedAtTheNextStart) {
   EXPECT_FALSE(fs::exists(dir / "history.jsonl.tmp.7"));
   EXPECT_TRUE(fs::exists(dir / "keep.tmp.notapid"));
   EXPECT_TRUE(fs::exists(dir / "last.safetensors"));
+}
+
+TEST(RunDirectory, ASharedDirectoryLosesOnlyTheTemporaryFilesOfDeadWriters) {
+  const test::TempDir tmp("brainprop-rundir");
+  const pid_t child = ::fork();
+  if (child == 0) ::_exit(0);
+  ASSERT_GT(child, 0);
+  int status = 0;
+  ::waitpid(child, &status, 0);  // a PID that no longer runs
+  const fs::path dead = tmp.path() / ("sweep.json.tmp." + std::to_string(child));
+  const fs::path live = tmp.path() / ("sweep.json.tmp." + std::to_string(::getpid()));
+  touch(dead);
+  touch(live);
+  EXPECT_EQ(remove_temporary_files(tmp.path().string(), true), 1);
+  EXPECT_FALSE(fs::exists(dead));
+  EXPECT_TRUE(fs::exists(live)) << "a running writer's file stays";
+  EXPECT_EQ(remove_temporary_files(tmp.path().string(), false), 1);
+  EXPECT_FALSE(fs::exists(live));
 }
 
 // A checkpoint of a tiny net whose metadata says `epoch`.

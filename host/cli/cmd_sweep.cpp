@@ -76,6 +76,8 @@ int run_sweep(const std::vector<std::string>& argv) {
   const std::vector<SweepRun> runs = sweep_grid(base, specs, names, split(args.get("models", "")),
                                                 rules, seeds, sweep_dir);
   std::filesystem::create_directories(sweep_dir);
+  // sweep.json's temporary file, when an earlier sweep here was killed while writing it.
+  remove_temporary_files(sweep_dir, true);
   std::vector<RunStatus> status;
   for (const SweepRun& r : runs) status.push_back(run_status(r.config));
   std::printf("sweep %s: %zu runs\n", sweep_dir.c_str(), runs.size());

@@ -4,7 +4,10 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <signal.h>
+
 #include <cerrno>
+#include <filesystem>
 #include <cstring>
 
 #include "core/error.h"
@@ -67,6 +70,39 @@ void write_file_atomic(const std::string& path, std::string_view bytes) {
   }
   err = sync_directory(parent_directory(path));
   BP_CHECK(err == 0, "wrote " << path << " but cannot sync its directory: " << std::strerror(err));
+}
+
+namespace {
+
+// The PID of NAME.tmp.PID, or -1 for any other name.
+long temporary_file_writer(const std::string& name) {
+  const size_t at = name.rfind(".tmp.");
+  if (at == std::string::npos || at + 5 == name.size() || name.size() - at > 5 + 9) return -1;
+  long pid = 0;
+  for (size_t i = at + 5; i < name.size(); ++i) {
+    if (name[i] < '0' || name[i] > '9') return -1;
+    pid = pid * 10 + (name[i] - '0');
+  }
+  return pid;
+}
+
+}  // namespace
+
+int remove_temporary_files(const std::string& dir, bool only_dead_writers) {
+  namespace fs = std::filesystem;
+  int removed = 0;
+  std::error_code ec;
+  for (const auto& entry : fs::directory_iterator(dir, ec)) {
+    const long pid = temporary_file_writer(entry.path().filename().string());
+    if (pid < 0 || !entry.is_regular_file()) continue;
+    if (only_dead_writers && (::kill(pid_t(pid), 0) == 0 || errno != ESRCH)) continue;
+    std::error_code rm;
+    fs::remove(entry.path(), rm);
+    BP_CHECK(!rm, entry.path().string() << ": cannot remove this leftover temporary file: " << rm.message());
+    ++removed;
+  }
+  BP_CHECK(!ec, dir << ": cannot list: " << ec.message());
+  return removed;
 }
 
 void rename_file_durable(const std::string& from, const std::string& to) {

@@ -11,6 +11,11 @@ namespace bp {
 // is removed and bp::Error names `path` and the system's reason.
 void write_file_atomic(const std::string& path, std::string_view bytes);
 
+// Removes the temporary files (NAME.tmp.PID) that write_file_atomic calls killed mid-write left
+// in `dir`; with `only_dead_writers`, only those whose PID no longer runs (for a directory that
+// several processes may write at once). Returns how many it removed.
+int remove_temporary_files(const std::string& dir, bool only_dead_writers);
+
 // Renames `from` over `to` (same directory) and syncs the directory, so the rename survives a
 // crash; throws bp::Error naming both and the system's reason.
 void rename_file_durable(const std::string& from, const std::string& to);

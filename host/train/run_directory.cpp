@@ -21,15 +21,6 @@ namespace {
 constexpr const char* kLockFile = ".lock";
 constexpr const char* kBestNext = "best.next.safetensors";
 
-// NAME.tmp.PID, what write_file_atomic leaves behind when its process dies mid-write.
-bool is_temporary(const std::string& name) {
-  const size_t at = name.rfind(".tmp.");
-  if (at == std::string::npos || at + 5 == name.size()) return false;
-  for (size_t i = at + 5; i < name.size(); ++i)
-    if (name[i] < '0' || name[i] > '9') return false;
-  return true;
-}
-
 void remove_or_fail(const fs::path& file) {
   std::error_code ec;
   fs::remove(file, ec);
@@ -82,10 +73,8 @@ RunDirectory::RunDirectory(const std::string& dir, RunStart start) : dir_(dir) {
   if (::ftruncate(lock_fd_, 0) != 0 || ::pwrite(lock_fd_, pid.data(), pid.size(), 0) != ssize_t(pid.size()))
     BP_FAIL(lock_path << ": cannot record this process's pid: " << std::strerror(errno));
 
-  for (const auto& entry : fs::directory_iterator(dir_)) {
-    const std::string name = entry.path().filename().string();
-    if (entry.is_regular_file() && is_temporary(name)) remove_or_fail(entry.path());
-  }
+  // Holding the lock, every temporary file here is a dead writer's (its PID may be reused).
+  remove_temporary_files(dir_, false);
 
   std::vector<std::string> present;
   for (const std::string& name : run_files())
