@@ -106,9 +106,7 @@ int run_sweep(const std::vector<std::string>& argv) {
           },
           status[i] == RunStatus::Resume);
       outcome = result.summary.stop_reason;
-      std::printf("    -> %s: best val_acc %.4f at epoch %d, test_acc %.4f\n", outcome.c_str(),
-                  result.summary.best_val_accuracy, result.summary.best_epoch,
-                  result.summary.test_accuracy);
+      std::printf("    -> %s: %s\n", outcome.c_str(), summary_figures(result.summary).c_str());
     }
     record["runs"].push_back({{"name", r.name}, {"outcome", outcome}});
     write_file_atomic(sweep_dir + "/sweep.json", record.dump(2) + "\n");
