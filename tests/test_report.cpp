@@ -293,9 +293,9 @@ TEST_F(ReportAggregate, ErrorsRecordedInSweepJsonAreFailedRuns) {
   const Sweep s = report::aggregate(report::read_sweep(sweep()), sweep());
   ASSERT_EQ(s.failed.size(), 2u);
   EXPECT_EQ(s.failed[0].dir, run_path("fm-dense-brainprop-s4"));  // its directory, unfinished
-  EXPECT_NE(s.failed[0].reason.find("error: disk full"), std::string::npos) << s.failed[0].reason;
+  EXPECT_NE(s.failed[0].reason.find("error (sweep.json): disk full"), std::string::npos) << s.failed[0].reason;
   EXPECT_EQ(s.failed[1].dir, run_path("mnist-dense-ebp-s1"));  // no directory at all
-  EXPECT_NE(s.failed[1].reason.find("error: /nonexistent: no such directory"), std::string::npos);
+  EXPECT_NE(s.failed[1].reason.find("error (sweep.json): /nonexistent: no such directory"), std::string::npos);
   EXPECT_TRUE(s.unfinished.empty());
   ASSERT_EQ(s.groups.size(), 3u);  // mnist dense ebp, then fashion-mnist dense brainprop and ebp
   EXPECT_EQ(s.groups[0].failed, 1);

@@ -230,7 +230,8 @@ std::vector<RunRecord> read_sweep(const std::string& sweep_dir) {
   for (const std::string& dir : find_run_dirs(sweep_dir)) runs.push_back(read_run(dir));
 
   // The errors `brainprop sweep` recorded: {"runs": [{"name", "dir", "data", "model", "rule",
-  // "seed", "outcome", "failed", "error"}, ...]} (entries without "error" add nothing).
+  // "seed", "val", "outcome", "stop_reason", "failed", "error"}, ...]} (entries without
+  // "error" add nothing).
   const std::string sweep_json = (fs::path(sweep_dir) / "sweep.json").string();
   if (!is_file(sweep_json)) return runs;
   const nlohmann::json record = parse_json_file(sweep_json);
@@ -252,7 +253,7 @@ std::vector<RunRecord> read_sweep(const std::string& sweep_dir) {
         r.data = entry.value("data", "?");
         r.model = entry.value("model", "?");
         r.rule = entry.value("rule", "?");
-        r.val = "?";
+        r.val = entry.value("val", "?");
         r.seed = entry.value("seed", 0ull);
         runs.push_back(std::move(r));
         it = runs.end() - 1;
@@ -260,7 +261,7 @@ std::vector<RunRecord> read_sweep(const std::string& sweep_dir) {
         continue;  // finished since: the error is history
       }
       it->outcome = Outcome::Failed;
-      it->reason = "error: " + error + " (recorded in sweep.json; the next sweep retries it)";
+      it->reason = "error (sweep.json): " + error;
     }
   } catch (const nlohmann::json::exception& e) {
     BP_FAIL(sweep_json << ": not a brainprop sweep record: " << e.what());
@@ -522,7 +523,9 @@ std::string markdown_report(const Sweep& sweep) {
   };
   if (!sweep.failed.empty()) {
     md << "\n## Failed runs (counted in the failed column, left out of the means and the "
-          "curves)\n\n";
+          "curves)\n\n"
+          "A diverged run is a result: rerunning the sweep skips it. A run that failed with an "
+          "error (recorded in sweep.json) is retried when the sweep is run again.\n\n";
     list_runs(sweep.failed);
   }
   if (!sweep.unfinished.empty()) {
