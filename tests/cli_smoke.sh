@@ -108,6 +108,44 @@ if [ -d /usr/share/datasets/fashion-mnist ]; then
   check "sweep again skips the finished runs" bash -c \
       "'$B' sweep --data fashion-mnist --models '$T/tiny.json' --seeds 1 --epochs 1 --train-limit 1000 --test-limit 200 --out '$T/sweep' --dry-run | grep -c ' done' | grep -q 2"
   check "report" bash -c "'$B' report '$T/sweep' --no-figures > /dev/null && test -s '$T/sweep/report/table.csv'"
+  check "report counts the runs" bash -c "'$B' report '$T/sweep' --no-figures | grep -q '^2 runs: 2 finished, 0 failed, 0 unfinished$'"
+
+  # A figure never measured is null in summary.json and n/a in text: EBP on conv at lr 10 has
+  # non-finite weights in epoch 1 (exit status 3).
+  status_of() { "$@" > "$T/status.out" 2>&1; echo $?; }
+  nan_run="$T/nan"
+  check "a run that diverges in epoch 1 exits 3" test "$(status_of "$B" train --data fashion-mnist \
+      --model conv --rule ebp --lr 10 --train-limit 2000 --test-limit 200 --epochs 2 --threads 1 \
+      --no-progress --out "$nan_run")" -eq 3
+  check "... prints n/a for what it never measured" grep -q "best val_acc n/a (no epoch finished), test_acc n/a" "$T/status.out"
+  for figure in test_accuracy best_val_accuracy best_epoch; do
+    check "... its summary.json has $figure null" grep -q "\"$figure\": null" "$nan_run/summary.json"
+  done
+
+  # A sweep goes on past a run that fails (here: missing data), exits 1 and lists the failure.
+  fail_sweep="$T/sweep-fail"
+  check "a sweep with a failing run exits 1" test "$(status_of "$B" sweep --data mnist:/nonexistent,fashion-mnist \
+      --models "$T/tiny.json" --rules ebp --seeds 1 --epochs 1 --train-limit 500 --test-limit 200 \
+      --threads 1 --no-progress --out "$fail_sweep")" -eq 1
+  check "... and lists the failed run" grep -q "^  mnist-nonexistent-tiny-ebp-s1: error: /nonexistent" "$T/status.out"
+  check "... after finishing the other run" grep -q '"stop_reason": "max_epochs"' "$fail_sweep/fashion-mnist-tiny-ebp-s1/summary.json"
+  check "... recording the error in sweep.json" grep -q '"error": "/nonexistent' "$fail_sweep/sweep.json"
+  check "report names the failed run" bash -c "'$B' report '$fail_sweep' --no-figures | grep -q \
+      '^2 runs: 1 finished, 1 failed (error (sweep.json): /nonexistent.*: $fail_sweep/mnist-nonexistent-tiny-ebp-s1), 0 unfinished$'"
+  check "runs.csv lists both runs" test "$(wc -l < "$fail_sweep/report/runs.csv")" -eq 3
+
+  # A diverged run is a result: the sweep lists it as failed, and run again skips it.
+  nan_sweep="$T/sweep-nan"
+  nan_sweep_cmd=("$B" sweep --data fashion-mnist --models conv --rules ebp --seeds 1 --lr 10 --epochs 2
+                 --train-limit 2000 --test-limit 200 --threads 1 --no-progress --out "$nan_sweep")
+  check "a sweep with a diverged run exits 1" test "$(status_of "${nan_sweep_cmd[@]}")" -eq 1
+  check "... and lists it" grep -q "^  fashion-mnist-conv-ebp-s1: nonfinite_weights$" "$T/status.out"
+  check "run again, it exits 1 again" test "$(status_of "${nan_sweep_cmd[@]}")" -eq 1
+  check "... skipping the diverged run" bash -c "! grep -qF '[1/1]' '$T/status.out'"
+  check "... and still listing it" grep -qF "fashion-mnist-conv-ebp-s1: nonfinite_weights (an earlier sweep's result, not retried)" "$T/status.out"
+  check "report lists the diverged run with n/a" bash -c "'$B' report '$nan_sweep' --no-figures > '$T/report.out' && \
+      grep -q '1 failed (nonfinite_weights in epoch 1: $nan_sweep/fashion-mnist-conv-ebp-s1)' '$T/report.out' && \
+      grep -q '| fashion-mnist | conv | – | – | n/a | n/a | – | – | n/a | 0 | 1 |' '$T/report.out'"
 else
   echo "skip training checks: /usr/share/datasets/fashion-mnist is missing (apt-get install dataset-fashion-mnist)"
 fi

@@ -22,7 +22,8 @@ if [ "$MODE" != soak ] && ! command -v strace > /dev/null; then
 fi
 
 # Small, but with epochs that improve on the best and epochs that do not, a holdout split, and
-# enough batches that a random kill lands inside epochs too.
+# enough batches that a random kill lands inside epochs too. (Write errors: 3 epochs, as each
+# fsync gets its own run.)
 cat > "$T/small.json" <<'JSON'
 {"name": "small", "init_std": 0.05,
  "layers": [{"type": "flatten"}, {"type": "dense", "units": 48}, {"type": "relu"},
@@ -31,6 +32,7 @@ cat > "$T/small.json" <<'JSON'
 JSON
 # The soak's run is longer, so that more of its random instants land in training than in loading.
 if [ "$MODE" = soak ]; then EPOCHS=${BRAINPROP_CRASH_EPOCHS:-10}; LIMIT=${BRAINPROP_CRASH_TRAIN_LIMIT:-20000}
+elif [ "$MODE" = write-errors ]; then EPOCHS=${BRAINPROP_CRASH_EPOCHS:-3}; LIMIT=${BRAINPROP_CRASH_TRAIN_LIMIT:-1500}
 else EPOCHS=${BRAINPROP_CRASH_EPOCHS:-6}; LIMIT=${BRAINPROP_CRASH_TRAIN_LIMIT:-1500}; fi
 train_cmd() {  # train_cmd DIR: the run, from its start
   echo "$B" train --data fashion-mnist --model "$T/small.json" --rule brainprop --epochs "$EPOCHS" \

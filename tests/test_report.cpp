@@ -158,8 +158,26 @@ TEST_F(ReportDiscovery, InterruptedRunIsUnfinished) {
       << R"({"best_epoch": 2, "best_val_accuracy": 0.5, "epochs_run": 3,
             "stop_reason": "interrupted", "test_accuracy": 0})";
   const report::RunRecord run = report::read_run(run_path("fm-dense-brainprop-s3"));
-  EXPECT_FALSE(run.finished);
-  EXPECT_NE(run.unfinished_reason.find("interrupted"), std::string::npos);
+  EXPECT_EQ(run.outcome, report::Outcome::Unfinished);
+  EXPECT_NE(run.reason.find("interrupted after 3 finished epochs"), std::string::npos) << run.reason;
+  // An old summary's 0: an interrupted run's test accuracy is never measured.
+  EXPECT_FALSE(run.test_accuracy.has_value());
+  EXPECT_EQ(run.best_val_accuracy, 0.5);  // epochs 1 and 2 were measured
+}
+
+// The summary of a run stopped by NaN in its first epoch: its figures are null (unmeasured).
+const char* kNanInEpochOne = R"({"best_epoch": null, "best_val_accuracy": null, "epochs_run": 1,
+    "stop_reason": "nan_loss", "test_accuracy": null, "total_seconds": 0.5, "val_protocol": "test"})";
+
+TEST_F(ReportDiscovery, NullFiguresAreReadAsUnmeasuredAndADivergedRunAsFailed) {
+  std::ofstream(dir_ / "fm-dense-brainprop-s4" / "summary.json") << kNanInEpochOne;
+  const report::RunRecord run = report::read_run(run_path("fm-dense-brainprop-s4"));
+  EXPECT_EQ(run.outcome, report::Outcome::Failed);
+  EXPECT_EQ(run.reason, "nan_loss in epoch 1");
+  EXPECT_EQ(run.stop_reason, "nan_loss");
+  EXPECT_EQ(run.best_epoch, 0);
+  EXPECT_FALSE(run.best_val_accuracy.has_value());
+  EXPECT_FALSE(run.test_accuracy.has_value());
 }
 
 TEST_F(ReportAggregate, GroupsByDataModelRuleAndLeavesUnfinishedRunsOut) {
@@ -177,8 +195,116 @@ TEST_F(ReportAggregate, GroupsByDataModelRuleAndLeavesUnfinishedRunsOut) {
   }
   ASSERT_EQ(s.unfinished.size(), 1u);
   EXPECT_EQ(s.unfinished[0].dir, run_path("fm-dense-brainprop-s4"));
-  EXPECT_EQ(s.unfinished[0].unfinished_reason, "no summary.json");
+  EXPECT_EQ(s.unfinished[0].reason, "no summary.json (still running, or killed)");
+  EXPECT_TRUE(s.failed.empty());
   EXPECT_TRUE(s.warnings.empty());
+  EXPECT_EQ(report::run_counts(s),
+            "7 runs: 6 finished, 0 failed, 1 unfinished (no summary.json (still running, or "
+            "killed): " + run_path("fm-dense-brainprop-s4") + ")");
+}
+
+// A diverged run is not dropped and not averaged in as 0: it is counted in its group's failed
+// column, listed with its directory and reason, and left out of the means and curves.
+TEST_F(ReportAggregate, DivergedRunsAreCountedAndListedButNotAveraged) {
+  std::ofstream(dir_ / "fm-dense-brainprop-s4" / "summary.json") << kNanInEpochOne;
+  // A run that diverged in epoch 7 after a best epoch 5: measured, but failed all the same.
+  std::ofstream(dir_ / "ebp" / "fm-dense-ebp-s3" / "summary.json")
+      << R"({"best_epoch": 5, "best_val_accuracy": 0.5, "epochs_run": 7,
+            "stop_reason": "nonfinite_weights", "test_accuracy": 0.5})";
+  const Sweep s = report::aggregate(report::read_sweep(sweep()), sweep());
+  ASSERT_EQ(s.groups.size(), 2u);
+  EXPECT_EQ(s.groups[0].runs.size(), 3u);
+  EXPECT_EQ(s.groups[0].failed, 1);
+  EXPECT_EQ(s.groups[1].runs.size(), 2u);
+  EXPECT_EQ(s.groups[1].failed, 1);
+  EXPECT_NEAR(s.groups[1].best_val_accuracy.mean, 0.955, 1e-12);  // 0.95, 0.96; not the 0.5
+  EXPECT_TRUE(s.unfinished.empty());
+  ASSERT_EQ(s.failed.size(), 2u);
+  EXPECT_EQ(s.failed[0].dir, run_path("ebp/fm-dense-ebp-s3"));
+  EXPECT_EQ(s.failed[0].reason, "nonfinite_weights in epoch 7");
+  EXPECT_EQ(s.failed[1].dir, run_path("fm-dense-brainprop-s4"));
+  EXPECT_EQ(report::run_counts(s),
+            "7 runs: 5 finished, 2 failed (nonfinite_weights in epoch 7: " +
+                run_path("ebp/fm-dense-ebp-s3") + "; nan_loss in epoch 1: " +
+                run_path("fm-dense-brainprop-s4") + "), 0 unfinished");
+
+  const std::vector<report::TableRow> rows = report::table_rows(s);
+  ASSERT_EQ(rows.size(), 1u);
+  EXPECT_EQ(report::markdown_row(rows[0]),
+            "| fashion-mnist | dense | 20 (10) | 92.00 (2.00) | 8 (4) | 95.50 (0.71) | 2.67 | "
+            "91.00 (2.00) | 94.50 (0.71) | 3 / 2 | 1 |");
+  const std::string md = report::markdown_report(s);
+  EXPECT_NE(md.find("## Failed runs"), std::string::npos) << md;
+  EXPECT_NE(md.find("- `" + run_path("fm-dense-brainprop-s4") + "`: fashion-mnist dense brainprop "
+                    "seed 4, 2 epochs in history.jsonl, nan_loss in epoch 1\n"),
+            std::string::npos)
+      << md;
+  EXPECT_NE(md.find("Runs: 7 runs: 5 finished, 2 failed"), std::string::npos) << md;
+  EXPECT_NE(md.find("left out of the means"), std::string::npos) << md;  // the rule, in the notes
+
+  // runs.csv: every run, the unmeasured figures empty.
+  std::istringstream csv(report::runs_csv(s));
+  std::vector<std::string> lines;
+  for (std::string line; std::getline(csv, line);) lines.push_back(line);
+  ASSERT_EQ(lines.size(), 8u);
+  EXPECT_EQ(lines[0],
+            "dir,data,data_spec,model,rule,val,seed,outcome,reason,stop_reason,epochs_run,"
+            "best_epoch,best_val_accuracy,test_accuracy");
+  EXPECT_EQ(lines.back(), run_path("fm-dense-brainprop-s4") +
+                              ",fashion-mnist,fashion-mnist,dense,brainprop,test,4,failed,"
+                              "nan_loss in epoch 1,nan_loss,1,,,");
+  EXPECT_EQ(lines[1].substr(0, lines[1].find(",0.9")),
+            run_path("ebp/fm-dense-ebp-s1") +
+                ",fashion-mnist,fashion-mnist,dense,ebp,test,1,finished,,early_stopping,50,5");
+}
+
+// A group whose every run failed keeps its table row: n/a for what no run measured, never 0.
+TEST_F(ReportTable, AGroupWithOnlyFailedRunsShowsNotMeasured) {
+  FakeRun conv = fake_runs()[0];
+  conv.rel_dir = "fm-conv-ebp-s1";
+  conv.rule = "ebp";
+  conv.finished = false;
+  write_run(conv, "fashion-mnist", "conv");
+  std::ofstream(dir_ / "fm-conv-ebp-s1" / "summary.json") << kNanInEpochOne;
+  const Sweep s = report::aggregate(report::read_sweep(sweep()), sweep());
+  const std::vector<report::TableRow> rows = report::table_rows(s);
+  ASSERT_EQ(rows.size(), 2u);
+  EXPECT_EQ(report::markdown_row(rows[1]),
+            "| fashion-mnist | conv | – | – | n/a | n/a | – | – | n/a | 0 | 1 |");
+  const std::string csv = report::table_csv(s);
+  // No finished run: nothing measured, every figure an empty field; 1 failed.
+  EXPECT_NE(csv.find("\nfashion-mnist,fashion-mnist,conv,ebp,test,0,,,,,,,,,,,1\n"), std::string::npos)
+      << csv;
+}
+
+// `brainprop sweep` records a run that failed with an error in sweep.json; a run that left no
+// directory (its data could not be loaded) is still counted and named.
+TEST_F(ReportAggregate, ErrorsRecordedInSweepJsonAreFailedRuns) {
+  const nlohmann::json record = {
+      {"runs",
+       {{{"name", "fm-dense-brainprop-s4"}, {"outcome", "error"}, {"failed", true},
+         {"error", "disk full"}},
+        {{"name", "mnist-dense-ebp-s1"}, {"dir", run_path("mnist-dense-ebp-s1")},
+         {"data", "mnist:/nonexistent"}, {"model", "dense"}, {"rule", "ebp"}, {"seed", 1},
+         {"outcome", "error"}, {"failed", true}, {"error", "/nonexistent: no such directory"}},
+        {{"name", "fm-dense-brainprop-s1"}, {"outcome", "error"}, {"error", "stale"}},
+        {{"name", "fm-dense-brainprop-s2"}, {"outcome", "max_epochs"}, {"failed", false}}}}};
+  std::ofstream(dir_ / "sweep.json") << record.dump(2);
+  const Sweep s = report::aggregate(report::read_sweep(sweep()), sweep());
+  ASSERT_EQ(s.failed.size(), 2u);
+  EXPECT_EQ(s.failed[0].dir, run_path("fm-dense-brainprop-s4"));  // its directory, unfinished
+  EXPECT_NE(s.failed[0].reason.find("error (sweep.json): disk full"), std::string::npos) << s.failed[0].reason;
+  EXPECT_EQ(s.failed[1].dir, run_path("mnist-dense-ebp-s1"));  // no directory at all
+  EXPECT_NE(s.failed[1].reason.find("error (sweep.json): /nonexistent: no such directory"), std::string::npos);
+  EXPECT_TRUE(s.unfinished.empty());
+  ASSERT_EQ(s.groups.size(), 3u);  // mnist dense ebp, then fashion-mnist dense brainprop and ebp
+  EXPECT_EQ(s.groups[0].failed, 1);
+  EXPECT_EQ(s.groups[1].runs.size(), 3u);  // s1 finished since its error: counted as finished
+  const std::vector<report::TableRow> rows = report::table_rows(s);
+  ASSERT_EQ(rows.size(), 2u);
+  EXPECT_EQ(rows[0].data_label, "mnist");  // the paper's order: MNIST first
+  EXPECT_EQ(report::markdown_row(rows[0]),
+            "| mnist | dense | – | – | n/a | n/a | – | – | n/a | 0 | 1 |");
 }
 
 TEST_F(ReportAggregate, MeanAndStdOverSeedsComputedByHand) {
@@ -216,7 +342,7 @@ TEST_F(ReportTable, MarkdownRowAndRatio) {
   EXPECT_DOUBLE_EQ(*report::epoch_ratio(rows[0]), 2.0);
   EXPECT_EQ(report::markdown_row(rows[0]),
             "| fashion-mnist | dense | 20 (10) | 92.00 (2.00) | 10 (5) | 96.00 (1.00) | 2.00 | "
-            "91.00 (2.00) | 95.00 (1.00) | 3 |");
+            "91.00 (2.00) | 95.00 (1.00) | 3 | 0 |");
   const std::string md = report::markdown_report(s);
   EXPECT_NE(md.find(report::markdown_header()), std::string::npos);
   EXPECT_NE(md.find("--val test"), std::string::npos);  // says test acc coincides then
@@ -235,10 +361,10 @@ TEST_F(ReportTable, RowWithOneRuleOnlyAndUnequalSeedCounts) {
   EXPECT_EQ(rows[0].model, "dense");  // the paper's net order: dense before conv
   EXPECT_EQ(report::markdown_row(rows[0]),
             "| fashion-mnist | dense | 20 (10) | 92.00 (2.00) | 8 (4) | 95.50 (0.71) | 2.67 | "
-            "91.00 (2.00) | 94.50 (0.71) | 3 / 2 |");
+            "91.00 (2.00) | 94.50 (0.71) | 3 / 2 | 0 |");
   EXPECT_FALSE(report::epoch_ratio(rows[1]).has_value());
   EXPECT_EQ(report::markdown_row(rows[1]),
-            "| fashion-mnist | conv | 10 (0) | 90.00 (0.00) | – | – | – | 89.00 (0.00) | – | 1 |");
+            "| fashion-mnist | conv | 10 (0) | 90.00 (0.00) | – | – | – | 89.00 (0.00) | – | 1 | 0 |");
 }
 
 TEST_F(ReportTable, CsvHasOneUnroundedRowPerRule) {
@@ -250,7 +376,7 @@ TEST_F(ReportTable, CsvHasOneUnroundedRowPerRule) {
   EXPECT_EQ(lines[0],
             "data,data_spec,model,rule,val,seeds,seed_list,best_epoch_mean,best_epoch_std,"
             "best_val_accuracy_mean,best_val_accuracy_std,test_accuracy_mean,test_accuracy_std,"
-            "epochs_run_mean,epochs_run_std,epoch_ratio_brainprop_over_ebp");
+            "epochs_run_mean,epochs_run_std,epoch_ratio_brainprop_over_ebp,failed");
   EXPECT_EQ(lines[1].substr(0, lines[1].find(",0.9")),
             "fashion-mnist,fashion-mnist,dense,brainprop,test,3,1;2;3,20,10");
   EXPECT_EQ(lines[2].substr(0, lines[2].find(",0.9")),
@@ -259,12 +385,13 @@ TEST_F(ReportTable, CsvHasOneUnroundedRowPerRule) {
   std::vector<std::string> f;
   std::stringstream row(lines[1]);
   for (std::string field; std::getline(row, field, ',');) f.push_back(field);
-  ASSERT_EQ(f.size(), 16u);
+  ASSERT_EQ(f.size(), 17u);
   EXPECT_EQ(std::stod(f[9]), s.groups[0].best_val_accuracy.mean);
   EXPECT_EQ(std::stod(f[10]), s.groups[0].best_val_accuracy.std);
   EXPECT_EQ(std::stod(f[11]), s.groups[0].test_accuracy.mean);
   EXPECT_EQ(std::stod(f[13]), 65);  // epochs_run: best + 45
   EXPECT_EQ(std::stod(f[15]), 2);   // the ratio, on both rows of the pair
+  EXPECT_EQ(f[16], "0");            // no failed runs
 }
 
 // ---- curves ----

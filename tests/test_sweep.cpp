@@ -1,6 +1,8 @@
 // Sweeps: grid naming and order, and what a restarted sweep does with each run directory.
 #include <gtest/gtest.h>
 
+#include <filesystem>
+
 #include "test_helpers.h"
 #include "train/sweep.h"
 #include "train/trainer.h"
@@ -67,6 +69,29 @@ TEST(Sweep, RestartSkipsFinishedRunsResumesOthersAndRefusesChangedSettings) {
   TrainConfig changed = c;
   changed.lr = 0.5;
   test::expect_error([&] { run_status(changed); }, "made with lr = 0.1");
+}
+
+// A run that diverged is a result, not something to retry: even one that diverged in its first
+// epoch, which leaves a summary.json but no checkpoint.
+TEST(Sweep, ADivergedRunIsDoneEvenWithoutACheckpoint) {
+  const test::TempDir dir("brainprop-sweep-diverged");
+  TrainConfig c;
+  c.model = load_model("dense");
+  c.model.layers = {{"flatten"}, {"dense", 8, false, 0.1, 0}, {"relu"}};
+  c.max_epochs = 3;
+  c.val = "test";
+  c.progress = false;
+  c.rule = Rule::Ebp;
+  c.lr = 1e30;  // diverges in the first epoch
+  c.out_dir = (dir.path() / "run").string();
+  const Dataset data = two_class_data();
+  auto be = make_cpu_backend(1);
+  const TrainResult r = train(c, data, *be, nullptr);
+  ASSERT_TRUE(diverged(r.summary.stop_reason)) << r.summary.stop_reason;
+  ASSERT_FALSE(std::filesystem::exists(dir.path() / "run" / "last.safetensors"));
+  EXPECT_EQ(stored_stop_reason(c.out_dir), r.summary.stop_reason);
+  EXPECT_EQ(run_status(c), RunStatus::Done);
+  EXPECT_EQ(stored_stop_reason((dir.path() / "nothing").string()), "");
 }
 
 }  // namespace

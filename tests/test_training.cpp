@@ -88,9 +88,9 @@ TEST_F(FashionMnistSubset, BothRulesClearlyLearn) {
   auto be = make_cpu_backend(2);
   // Chance is 0.10. Deterministic for the seed; the margins leave room for BLAS rounding.
   const TrainResult ebp = train(quick_config(Rule::Ebp, 3), data, *be, nullptr);
-  EXPECT_GT(ebp.summary.best_val_accuracy, 0.65);
+  EXPECT_GT(ebp.summary.best_val_accuracy.value_or(-1), 0.65);
   const TrainResult bp = train(quick_config(Rule::BrainProp, 3), data, *be, nullptr);
-  EXPECT_GT(bp.summary.best_val_accuracy, 0.35);
+  EXPECT_GT(bp.summary.best_val_accuracy.value_or(-1), 0.35);
   // BrainProp's reward rate rises as it learns; exploration stays near eps * (1 - p_best).
   EXPECT_GT(bp.history.back().reward_rate, bp.history.front().reward_rate);
   EXPECT_LT(bp.history.back().exploration_rate, 0.03);
@@ -116,6 +116,22 @@ TEST(Training, SameSeedSameHistory) {
   }
 }
 
+nlohmann::json read_summary(const std::string& run_dir) {
+  return nlohmann::json::parse(std::ifstream(fs::path(run_dir) / "summary.json"));
+}
+
+// A run stopped before any epoch finished measured nothing: its figures are null, not 0.
+void expect_nothing_measured(const TrainResult& r, const std::string& run_dir) {
+  EXPECT_FALSE(r.summary.best_val_accuracy.has_value());
+  EXPECT_FALSE(r.summary.test_accuracy.has_value());
+  EXPECT_EQ(r.summary.best_epoch, 0);
+  const nlohmann::json summary = read_summary(run_dir);
+  for (const char* figure : {"best_val_accuracy", "test_accuracy", "best_epoch"}) {
+    ASSERT_TRUE(summary.contains(figure)) << figure;
+    EXPECT_TRUE(summary.at(figure).is_null()) << figure << " is " << summary.at(figure).dump();
+  }
+}
+
 TEST(Training, StopsOnNanLossKeepingEarlierCheckpoints) {
   const Dataset data = synthetic_halves(1000, 200, 6);
   auto be = make_cpu_backend(2);
@@ -129,6 +145,8 @@ TEST(Training, StopsOnNanLossKeepingEarlierCheckpoints) {
   EXPECT_TRUE(r.history.empty());
   EXPECT_FALSE(fs::exists(fs::path(c.out_dir) / "last.safetensors")) << "no NaN weights saved";
   EXPECT_TRUE(fs::exists(fs::path(c.out_dir) / "summary.json"));
+  expect_nothing_measured(r, c.out_dir);
+  EXPECT_EQ(read_summary(c.out_dir).at("stop_reason"), "nan_loss");
 }
 
 // The case: EBP on the conv net at lr 10 drives dense1.weight to NaN while the loss,
@@ -149,6 +167,7 @@ TEST_F(FashionMnistSubset, StopsOnNonFiniteWeightsBehindAFiniteLoss) {
   EXPECT_TRUE(r.history.empty());
   EXPECT_FALSE(fs::exists(fs::path(c.out_dir) / "last.safetensors")) << "no NaN weights saved";
   EXPECT_FALSE(fs::exists(fs::path(c.out_dir) / "best.safetensors")) << "no NaN weights saved";
+  expect_nothing_measured(r, c.out_dir);
 }
 
 TEST(Checkpoints, ANonFiniteCheckpointIsRefusedNamingTheTensor) {
@@ -216,8 +235,11 @@ TEST(Training, RunDirectoryHoldsConfigHistorySummaryAndCheckpoints) {
   DeviceImages test(*be, data.test);
   BatchLoader loader(*be, test, 100, DType::F32);
   Tensor stats = be->empty({kStatCount}, DType::F64);
-  EXPECT_DOUBLE_EQ(evaluate_accuracy(net, loader, 100, stats), r.summary.test_accuracy);
-  EXPECT_GT(r.summary.test_accuracy, 0.9) << "the halves task is easy";
+  ASSERT_TRUE(r.summary.test_accuracy.has_value());
+  EXPECT_DOUBLE_EQ(evaluate_accuracy(net, loader, 100, stats), *r.summary.test_accuracy);
+  EXPECT_GT(*r.summary.test_accuracy, 0.9) << "the halves task is easy";
+  EXPECT_EQ(summary.at("test_accuracy").get<double>(), *r.summary.test_accuracy);
+  EXPECT_EQ(summary.at("best_val_accuracy").get<double>(), r.summary.best_val_accuracy.value_or(-1));
 
   // A flipped bit in the last byte (the last tensor's data) stops the load, naming file and tensor.
   std::string bytes = read_file((dir / "best.safetensors").string());
@@ -248,6 +270,7 @@ TEST(Training, CtrlCCheckpointsAtABatchBoundaryAndStops) {
   EXPECT_EQ(state.at("epoch").get<int>(), 0);
   EXPECT_EQ(state.at("batch").get<int>(), 1) << "stopped after the first batch";
   EXPECT_TRUE(fs::exists(fs::path(c.out_dir) / "summary.json"));
+  expect_nothing_measured(r, c.out_dir);  // no test accuracy for an interrupted run
 }
 
 // A net with every stochastic and stateful piece: dropout masks and batch-norm averages.
@@ -283,7 +306,15 @@ TEST(Training, InterruptedAndResumedRunMatchesTheUninterruptedHistory) {
     TrainConfig cut = c;
     cut.out_dir = (tmp.path() / "cut").string();
     cut.halt_after_steps = 15;  // inside epoch 2
-    EXPECT_EQ(train(cut, data, *be, nullptr).summary.stop_reason, "interrupted");
+    const TrainResult first = train(cut, data, *be, nullptr);
+    EXPECT_EQ(first.summary.stop_reason, "interrupted");
+    // Epoch 1 finished: its best validation accuracy was measured; the test accuracy was not.
+    EXPECT_EQ(first.summary.best_epoch, 1);
+    EXPECT_EQ(first.summary.best_val_accuracy, whole.history[0].val_accuracy);
+    EXPECT_FALSE(first.summary.test_accuracy.has_value());
+    const nlohmann::json cut_summary = read_summary(cut.out_dir);
+    EXPECT_TRUE(cut_summary.at("test_accuracy").is_null()) << cut_summary.dump();
+    EXPECT_EQ(cut_summary.at("best_val_accuracy").get<double>(), whole.history[0].val_accuracy);
     cut.halt_after_steps = 33;  // epoch 3 ends at step 33: finishes it, then halts inside epoch 4
     train(cut, data, *be, nullptr, RunStart::Resume);
     cut.halt_after_steps = -1;
@@ -298,6 +329,8 @@ TEST(Training, InterruptedAndResumedRunMatchesTheUninterruptedHistory) {
       EXPECT_EQ(resumed.history[e].exploration_rate, whole.history[e].exploration_rate);
     }
     EXPECT_EQ(resumed.summary.best_epoch, whole.summary.best_epoch);
+    EXPECT_EQ(resumed.summary.best_val_accuracy, whole.summary.best_val_accuracy);
+    ASSERT_TRUE(whole.summary.test_accuracy.has_value());
     EXPECT_EQ(resumed.summary.test_accuracy, whole.summary.test_accuracy);
     const SafetensorsFile a = load_safetensors((fs::path(c.out_dir) / "last.safetensors").string());
     const SafetensorsFile b = load_safetensors((fs::path(cut.out_dir) / "last.safetensors").string());

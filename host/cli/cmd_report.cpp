@@ -21,10 +21,16 @@ SWEEP_DIR/report/:
               validation accuracy and that accuracy, mean (std) over seeds, the epochs ratio,
               test accuracies and the number of seeds (also printed here)
   table.csv   one row per (data, model, rule), unrounded, accuracies as fractions
+  runs.csv    one row per run: outcome (finished, failed, unfinished), reason, figures
   curves.csv  per epoch mean, std and n over the seeds that reached the epoch
   <data>-<model>-val_accuracy.png/.svg       validation accuracy, BrainProp vs EBP
   <data>-<model>-brainprop_reward.png/.svg   BrainProp reward and exploration rates
-Runs without summary.json (or interrupted ones) are listed as unfinished and left out.
+Every run is counted and the failed and unfinished ones are named, with their reason (here,
+in table.md and in runs.csv). Finished runs make the means and curves. Failed runs (diverged:
+stop_reason nan_loss or nonfinite_weights; or an error recorded in SWEEP_DIR/sweep.json) are
+counted in the table's failed column and left out of the means and curves. Unfinished runs (no
+summary.json yet, or interrupted) are left out of the table. A figure never measured is n/a in
+table.md and an empty field in the CSV files, never 0.
 The figures need python3 with matplotlib (apt-get install python3-matplotlib); without it
 they are skipped with a warning, or, with --require-figures, the command fails.
   --require-figures   exit 1 when the figures cannot be made
@@ -43,19 +49,17 @@ int run_report(const std::vector<std::string>& argv) {
   BP_CHECK(!(args.flag("require-figures") && args.flag("no-figures")),
            "--require-figures and --no-figures contradict each other");
   const std::string sweep_dir = args.positionals()[0];
-  BP_CHECK(!report::find_run_dirs(sweep_dir).empty(),
+  BP_CHECK(!report::read_sweep(sweep_dir).empty(),
            sweep_dir << ": no run directories in it (subdirectories, up to two levels deep, "
-                        "holding config.json and history.jsonl or summary.json)");
+                        "holding config.json and history.jsonl or summary.json) and no failed "
+                        "runs in its sweep.json");
 
   report::ReportFiles files;
   const report::Sweep sweep = report::write_report(sweep_dir, &files);
   std::fputs(report::markdown_report(sweep).c_str(), stdout);
-  size_t finished = 0;
-  for (const report::Group& g : sweep.groups) finished += g.runs.size();
-  std::printf("\n%zu finished runs in %zu groups, %zu unfinished (left out)\n", finished,
-              sweep.groups.size(), sweep.unfinished.size());
-  std::printf("wrote %s, %s, %s\n", files.table_md.c_str(), files.table_csv.c_str(),
-              files.curves_csv.c_str());
+  std::printf("\n%s\n", report::run_counts(sweep).c_str());
+  std::printf("wrote %s, %s, %s, %s\n", files.table_md.c_str(), files.table_csv.c_str(),
+              files.runs_csv.c_str(), files.curves_csv.c_str());
 
   if (args.flag("no-figures")) return 0;
   const std::vector<std::string> expected = report::expected_figures(sweep);

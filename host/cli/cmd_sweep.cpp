@@ -8,6 +8,7 @@
 #include "cli/args.h"
 #include "cli/commands.h"
 #include "cli/train_options.h"
+#include "core/error.h"
 #include "io/atomic_file.h"
 #include "train/interrupt.h"
 #include "train/sweep.h"
@@ -24,6 +25,14 @@ SWEEP_DIR/<data>-<model>-<rule>-s<seed>/. Run it again after an interruption: fi
 skipped, unfinished ones resume from their last checkpoint. Ctrl-C checkpoints the current run.
 Training options are those of `brainprop train` (--epochs, --val, --batch, --lr, --threads, ...);
 batch size and lr default to each model's own. The reference's protocol is --val test.
+
+A run that fails does not stop the sweep: an error (missing or bad data, ...) or a divergence
+(stop_reason nan_loss or nonfinite_weights) is printed, recorded in SWEEP_DIR/sweep.json
+("failed": true, with "error" for an error) and the next run starts. Run again, the sweep
+retries the runs that failed with an error; a diverged run is a finished result (rerunning it
+diverges again) and is skipped, but still listed as failed.
+Exit status: 0 every run finished; 1 some runs failed (listed at the end) or the sweep could
+not start (bad options, a run directory made with other settings); 130 interrupted (Ctrl-C).
 Then: brainprop report SWEEP_DIR
 )";
 
@@ -88,38 +97,75 @@ int run_sweep(const std::vector<std::string>& argv) {
 
   install_interrupt_handler();
   std::map<std::string, Dataset> loaded;  // each data set is read once for the whole sweep
+  std::map<std::string, std::string> load_errors;  // a data set that failed to load, once
   nlohmann::json record = {{"runs", nlohmann::json::array()}};
+  std::vector<std::string> failures;  // "NAME: reason", in run order
   for (size_t i = 0; i < runs.size(); ++i) {
     const SweepRun& r = runs[i];
-    std::string outcome = "done (skipped)";
-    if (status[i] != RunStatus::Done) {
-      const TrainConfig& c = r.config;
-      auto it = loaded.find(c.data_spec);
-      if (it == loaded.end())
-        it = loaded.emplace(c.data_spec, load_dataset(c.data_spec, DataLimits{c.train_limit, c.test_limit})).first;
-      auto backend = make_backend(c.backend, c.threads, c.math);
+    const TrainConfig& c = r.config;
+    nlohmann::json entry = {{"name", r.name},          {"dir", c.out_dir},
+                            {"data", c.data_spec},     {"model", c.model.name},
+                            {"rule", rule_name(c.rule)}, {"seed", c.seed},
+                            {"val", c.val}};
+    std::string outcome = "done (skipped)", stop_reason, error;
+    if (status[i] == RunStatus::Done) {
+      stop_reason = stored_stop_reason(c.out_dir);
+    } else {
       std::printf("[%zu/%zu] %s (%s)\n", i + 1, runs.size(), r.name.c_str(), run_status_name(status[i]));
       std::fflush(stdout);
-      const TrainResult result = train(
-          c, it->second, *backend,
-          [](const std::string& line) {
-            std::printf("    %s\n", line.c_str());
-            std::fflush(stdout);
-          },
-          // A run the sweep starts afresh is its own (its config is the sweep's), so leftovers
-          // of a run killed before its first checkpoint are replaced.
-          status[i] == RunStatus::Resume ? RunStart::Resume : RunStart::Replace);
-      outcome = result.summary.stop_reason;
-      std::printf("    -> %s: best val_acc %.4f at epoch %d, test_acc %.4f\n", outcome.c_str(),
-                  result.summary.best_val_accuracy, result.summary.best_epoch,
-                  result.summary.test_accuracy);
+      // A run that fails (bad or missing data, any error) is recorded and the sweep goes on.
+      try {
+        auto it = loaded.find(c.data_spec);
+        if (it == loaded.end()) {
+          const auto bad = load_errors.find(c.data_spec);
+          if (bad != load_errors.end()) throw Error(bad->second);
+          try {
+            it = loaded.emplace(c.data_spec, load_dataset(c.data_spec, DataLimits{c.train_limit, c.test_limit})).first;
+          } catch (const std::exception& e) {
+            load_errors[c.data_spec] = e.what();
+            throw;
+          }
+        }
+        auto backend = make_backend(c.backend, c.threads, c.math);
+        const TrainResult result = train(
+            c, it->second, *backend,
+            [](const std::string& line) {
+              std::printf("    %s\n", line.c_str());
+              std::fflush(stdout);
+            },
+            // A run the sweep starts afresh is its own (its config is the sweep's), so leftovers
+            // of a run killed before its first checkpoint are replaced.
+            status[i] == RunStatus::Resume ? RunStart::Resume : RunStart::Replace);
+        outcome = stop_reason = result.summary.stop_reason;
+        std::printf("    -> %s: %s\n", outcome.c_str(), summary_figures(result.summary).c_str());
+      } catch (const std::exception& e) {
+        outcome = "error";
+        error = e.what();
+        std::printf("    -> error: %s\n", error.c_str());
+      }
+      std::fflush(stdout);
     }
-    record["runs"].push_back({{"name", r.name}, {"outcome", outcome}});
+    entry["outcome"] = outcome;
+    if (!stop_reason.empty()) entry["stop_reason"] = stop_reason;
+    const bool failed = !error.empty() || diverged(stop_reason);
+    entry["failed"] = failed;
+    if (!error.empty()) entry["error"] = error;
+    if (failed)
+      failures.push_back(r.name + ": " + (error.empty() ? stop_reason : "error: " + error) +
+                         (status[i] == RunStatus::Done ? " (an earlier sweep's result, not retried)" : ""));
+    record["runs"].push_back(entry);
     write_file_atomic(sweep_dir + "/sweep.json", record.dump(2) + "\n");
-    if (outcome == "interrupted") {
+    if (outcome == "interrupted" || interrupt_requested()) {
       std::printf("sweep interrupted; run the same command again to resume\n");
       return 130;
     }
+  }
+  if (!failures.empty()) {
+    std::printf("sweep finished with %zu failed run%s of %zu:\n", failures.size(),
+                failures.size() == 1 ? "" : "s", runs.size());
+    for (const std::string& f : failures) std::printf("  %s\n", f.c_str());
+    std::printf("then: brainprop report %s\n", sweep_dir.c_str());
+    return 1;
   }
   std::printf("sweep finished: brainprop report %s\n", sweep_dir.c_str());
   return 0;

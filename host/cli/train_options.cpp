@@ -86,6 +86,19 @@ std::string data_short_name(const std::string& spec) {
   return spec.substr(0, colon) + (base.empty() ? "" : "-" + base);
 }
 
+std::string format_figure(const std::optional<double>& value) {
+  if (!value) return "n/a";
+  char buf[32];
+  std::snprintf(buf, sizeof buf, "%.4f", *value);
+  return buf;
+}
+
+std::string summary_figures(const TrainSummary& s) {
+  std::string text = "best val_acc " + format_figure(s.best_val_accuracy);
+  text += s.best_epoch > 0 ? " at epoch " + std::to_string(s.best_epoch) : " (no epoch finished)";
+  return text + ", test_acc " + format_figure(s.test_accuracy);
+}
+
 int run_training(const TrainConfig& c, RunStart start) {
   // Owned before the data is read: a second process on this directory fails at once.
   const RunDirectory run(c.out_dir, start);
@@ -108,10 +121,9 @@ int run_training(const TrainConfig& c, RunStart start) {
       run, start);
   const TrainSummary& s = result.summary;
   if (s.stop_reason == "interrupted") return 130;
-  std::printf("done: %s after %d epochs; best val_acc %.4f at epoch %d; test_acc %.4f; %.1fs\n",
-              s.stop_reason.c_str(), s.epochs_run, s.best_val_accuracy, s.best_epoch,
-              s.test_accuracy, s.total_seconds);
-  return s.stop_reason == "nan_loss" || s.stop_reason == "nonfinite_weights" ? 3 : 0;
+  std::printf("done: %s after %d epochs; %s; %.1fs\n", s.stop_reason.c_str(), s.epochs_run,
+              summary_figures(s).c_str(), s.total_seconds);
+  return diverged(s.stop_reason) ? 3 : 0;
 }
 
 }  // namespace bp::cli

@@ -94,6 +94,15 @@ std::string join(const std::vector<std::string>& parts, const std::string& sep) 
 
 // ---- reading runs -------------------------------------------------------------------------
 
+const char* outcome_name(Outcome outcome) {
+  switch (outcome) {
+    case Outcome::Finished: return "finished";
+    case Outcome::Failed: return "failed";
+    case Outcome::Unfinished: return "unfinished";
+  }
+  return "?";
+}
+
 std::vector<std::string> find_run_dirs(const std::string& sweep_dir) {
   std::error_code ec;
   BP_CHECK(fs::exists(sweep_dir, ec), sweep_dir << ": no such directory");
@@ -171,37 +180,94 @@ RunRecord read_run(const std::string& dir) {
 
   const std::string summary_path = (fs::path(dir) / "summary.json").string();
   if (!is_file(summary_path)) {
-    run.unfinished_reason = "no summary.json";
+    run.outcome = Outcome::Unfinished;
+    run.reason = "no summary.json (still running, or killed)";
     return run;
   }
   const nlohmann::json summary = parse_json_file(summary_path);
   try {
-    auto number = [&](const char* key) {
+    // A figure is a number, or null when it was never measured.
+    auto figure = [&](const char* key) -> std::optional<double> {
       const nlohmann::json& v = summary.at(key);
+      if (v.is_null()) return std::nullopt;
       BP_CHECK(v.is_number(), summary_path << ": not a brainprop run summary: \"" << key
-                                           << "\" is " << v.dump() << ", not a number");
+                                           << "\" is " << v.dump() << ", not a number or null");
       return v.get<double>();
     };
-    run.best_val_accuracy = number("best_val_accuracy");
-    run.test_accuracy = number("test_accuracy");
-    run.best_epoch = summary.at("best_epoch").get<int>();
+    run.best_val_accuracy = figure("best_val_accuracy");
+    run.test_accuracy = figure("test_accuracy");
+    const nlohmann::json& best_epoch = summary.at("best_epoch");
+    run.best_epoch = best_epoch.is_null() ? 0 : best_epoch.get<int>();
     run.epochs_run = summary.at("epochs_run").get<int>();
     run.stop_reason = summary.at("stop_reason").get<std::string>();
   } catch (const nlohmann::json::exception& e) {
     BP_FAIL(summary_path << ": not a brainprop run summary: " << e.what());
   }
+  // Summaries written before unmeasured figures became null hold 0 for them: without a best
+  // epoch nothing was measured, and an interrupted run's test accuracy never is.
+  if (run.best_epoch == 0) {
+    run.best_val_accuracy.reset();
+    run.test_accuracy.reset();
+  }
   if (run.stop_reason == "interrupted") {
-    run.unfinished_reason = "interrupted (summary.json stop_reason); resume it with "
-                            "brainprop train --resume";
+    run.test_accuracy.reset();
+    run.outcome = Outcome::Unfinished;
+    run.reason = "interrupted after " + std::to_string(run.epochs_run) +
+                 " finished epochs; resume it with brainprop train --resume or the sweep";
     return run;
   }
-  run.finished = true;
+  if (run.stop_reason == "nan_loss" || run.stop_reason == "nonfinite_weights") {
+    run.outcome = Outcome::Failed;
+    run.reason = run.stop_reason + " in epoch " + std::to_string(run.epochs_run);
+    return run;
+  }
+  run.outcome = Outcome::Finished;
   return run;
 }
 
 std::vector<RunRecord> read_sweep(const std::string& sweep_dir) {
   std::vector<RunRecord> runs;
   for (const std::string& dir : find_run_dirs(sweep_dir)) runs.push_back(read_run(dir));
+
+  // The errors `brainprop sweep` recorded: {"runs": [{"name", "dir", "data", "model", "rule",
+  // "seed", "val", "outcome", "stop_reason", "failed", "error"}, ...]} (entries without
+  // "error" add nothing).
+  const std::string sweep_json = (fs::path(sweep_dir) / "sweep.json").string();
+  if (!is_file(sweep_json)) return runs;
+  const nlohmann::json record = parse_json_file(sweep_json);
+  try {
+    if (!record.contains("runs")) return runs;
+    for (const nlohmann::json& entry : record.at("runs")) {
+      if (!entry.contains("error") || entry.at("error").is_null()) continue;
+      const std::string name = entry.at("name").get<std::string>();
+      const std::string error = entry.at("error").get<std::string>();
+      // `brainprop sweep` makes SWEEP_DIR/<name>: a run directory one level down.
+      const auto without_trailing_slash = [](fs::path p) { return p.has_filename() ? p : p.parent_path(); };
+      auto it = std::find_if(runs.begin(), runs.end(), [&](const RunRecord& r) {
+        return fs::path(r.dir).filename() == name &&
+               fs::path(r.dir).parent_path() == without_trailing_slash(sweep_dir);
+      });
+      if (it == runs.end()) {
+        RunRecord r;
+        r.dir = (fs::path(sweep_dir) / name).string();
+        r.data = entry.value("data", "?");
+        r.model = entry.value("model", "?");
+        r.rule = entry.value("rule", "?");
+        r.val = entry.value("val", "?");
+        r.seed = entry.value("seed", 0ull);
+        runs.push_back(std::move(r));
+        it = runs.end() - 1;
+      } else if (it->outcome == Outcome::Finished) {
+        continue;  // finished since: the error is history
+      }
+      it->outcome = Outcome::Failed;
+      it->reason = "error (sweep.json): " + error;
+    }
+  } catch (const nlohmann::json::exception& e) {
+    BP_FAIL(sweep_json << ": not a brainprop sweep record: " << e.what());
+  }
+  std::sort(runs.begin(), runs.end(),
+            [](const RunRecord& a, const RunRecord& b) { return a.dir < b.dir; });
   return runs;
 }
 
@@ -263,9 +329,14 @@ Sweep aggregate(std::vector<RunRecord> runs, const std::string& sweep_dir) {
   const std::map<std::string, std::string> labels = data_labels(specs);
 
   std::map<std::tuple<std::string, std::string, std::string>, Group> groups;
+  std::map<std::tuple<std::string, std::string, std::string>, std::set<std::string>> failed_protocols;
   for (RunRecord& r : runs) {
-    if (!r.finished) {
+    if (r.outcome == Outcome::Unfinished) {
       sweep.unfinished.push_back(std::move(r));
+      continue;
+    }
+    if (r.outcome == Outcome::Failed && r.rule != "brainprop" && r.rule != "ebp") {
+      sweep.failed.push_back(std::move(r));  // a sweep.json record without a known rule
       continue;
     }
     Group& g = groups[{r.data, r.model, r.rule}];
@@ -273,29 +344,31 @@ Sweep aggregate(std::vector<RunRecord> runs, const std::string& sweep_dir) {
     g.data_label = labels.at(r.data);
     g.model = r.model;
     g.rule = r.rule;
-    g.runs.push_back(std::move(r));
+    if (r.outcome == Outcome::Failed) {
+      ++g.failed;
+      if (r.val != "?") failed_protocols[{r.data, r.model, r.rule}].insert(r.val);
+      sweep.failed.push_back(std::move(r));
+    } else {
+      g.runs.push_back(std::move(r));
+    }
   }
   for (auto& [key, g] : groups) {
+    // A group of failed runs only still says how it was validated.
+    std::set<std::string> protocols = g.runs.empty() ? failed_protocols[key] : std::set<std::string>();
     std::sort(g.runs.begin(), g.runs.end(), [](const RunRecord& a, const RunRecord& b) {
       return std::tie(a.seed, a.dir) < std::tie(b.seed, b.dir);
     });
     std::vector<double> epochs, val, test, run_epochs;
-    std::set<std::string> protocols;
     std::map<unsigned long long, std::vector<std::string>> dirs_by_seed;
     for (const RunRecord& r : g.runs) {
-      epochs.push_back(r.best_epoch);
-      val.push_back(r.best_val_accuracy);
-      test.push_back(r.test_accuracy);
+      // Means over the figures measured: a finished run without a best epoch (never, since
+      // unmeasured figures are null) would add nothing rather than a 0.
+      if (r.best_epoch > 0) epochs.push_back(r.best_epoch);
+      if (r.best_val_accuracy) val.push_back(*r.best_val_accuracy);
+      if (r.test_accuracy) test.push_back(*r.test_accuracy);
       run_epochs.push_back(r.epochs_run);
       protocols.insert(r.val);
       dirs_by_seed[r.seed].push_back(r.dir);
-      if (r.stop_reason == "nan_loss" || r.stop_reason == "nonfinite_weights")
-        sweep.warnings.push_back(r.dir + ": stopped on " +
-                                 (r.stop_reason == "nan_loss" ? "a NaN loss" : "non-finite weights") +
-                                 " after " +
-                                 std::to_string(r.epochs_run) +
-                                 " epochs; counted with its best epoch " +
-                                 std::to_string(r.best_epoch));
     }
     g.best_epoch = mean_std(epochs);
     g.best_val_accuracy = mean_std(val);
@@ -318,15 +391,32 @@ Sweep aggregate(std::vector<RunRecord> runs, const std::string& sweep_dir) {
            std::make_tuple(data_rank(b.data_label), b.data_label, model_rank(b.model), b.model,
                            rule_rank(b.rule));
   });
-  std::sort(sweep.unfinished.begin(), sweep.unfinished.end(),
-            [](const RunRecord& a, const RunRecord& b) { return a.dir < b.dir; });
+  for (std::vector<RunRecord>* list : {&sweep.unfinished, &sweep.failed})
+    std::sort(list->begin(), list->end(),
+              [](const RunRecord& a, const RunRecord& b) { return a.dir < b.dir; });
   // Rows pair BrainProp with EBP: say when the two halves of a row were run differently.
   for (const TableRow& row : table_rows(sweep))
-    if (row.brainprop && row.ebp && row.brainprop->val != row.ebp->val)
+    if (row.brainprop && row.ebp && !row.brainprop->val.empty() && !row.ebp->val.empty() &&
+        row.brainprop->val != row.ebp->val)
       sweep.warnings.push_back(row.data_label + " " + row.model +
                                ": BrainProp and EBP runs use different validation protocols (" +
                                row.brainprop->val + " vs " + row.ebp->val + ")");
   return sweep;
+}
+
+std::string run_counts(const Sweep& sweep) {
+  size_t finished = 0;
+  for (const Group& g : sweep.groups) finished += g.runs.size();
+  auto listing = [](const std::vector<RunRecord>& runs) {
+    std::vector<std::string> items;
+    for (const RunRecord& r : runs) items.push_back(r.reason + ": " + r.dir);
+    return items.empty() ? std::string() : " (" + join(items, "; ") + ")";
+  };
+  const size_t total = finished + sweep.failed.size() + sweep.unfinished.size();
+  return std::to_string(total) + (total == 1 ? " run: " : " runs: ") + std::to_string(finished) +
+         " finished, " + std::to_string(sweep.failed.size()) + " failed" + listing(sweep.failed) +
+         ", " + std::to_string(sweep.unfinished.size()) + " unfinished" +
+         listing(sweep.unfinished);
 }
 
 // ---- the table -----------------------------------------------------------------------------
@@ -343,39 +433,50 @@ std::vector<TableRow> table_rows(const Sweep& sweep) {
 }
 
 std::optional<double> epoch_ratio(const TableRow& row) {
-  if (!row.brainprop || !row.ebp || row.ebp->best_epoch.mean == 0) return std::nullopt;
+  if (!row.brainprop || !row.ebp || row.brainprop->best_epoch.n == 0 ||
+      row.ebp->best_epoch.n == 0 || row.ebp->best_epoch.mean == 0)
+    return std::nullopt;
   return row.brainprop->best_epoch.mean / row.ebp->best_epoch.mean;
 }
 
 std::string markdown_header() {
   return "| data | model | BrainProp epochs | BrainProp acc % | EBP epochs | EBP acc % | "
-         "epochs ratio BrainProp/EBP | BrainProp test acc % | EBP test acc % | seeds |\n"
-         "|---|---|---|---|---|---|---|---|---|---|\n";
+         "epochs ratio BrainProp/EBP | BrainProp test acc % | EBP test acc % | seeds | failed |\n"
+         "|---|---|---|---|---|---|---|---|---|---|---|\n";
 }
 
 std::string markdown_row(const TableRow& row) {
-  const std::string none = "–";
+  const std::string none = "–";      // no runs of that rule
+  const std::string unmeasured = "n/a";  // runs, but no finished run measured it
   auto epochs = [&](const Group* g) {
-    return g ? format_mean_std(g->best_epoch.mean, g->best_epoch.std, 0) : none;
+    if (!g) return none;
+    if (g->best_epoch.n == 0) return unmeasured;
+    return format_mean_std(g->best_epoch.mean, g->best_epoch.std, 0);
   };
   auto percent = [&](const Group* g, const MeanStd Group::*field) {
     if (!g) return none;
     const MeanStd& s = g->*field;
+    if (s.n == 0) return unmeasured;
     return format_mean_std(100 * s.mean, 100 * s.std, 2);
   };
+  // "a / b" (BrainProp / EBP) when both rules were run and the counts differ.
+  auto per_rule = [&](size_t bp, size_t ebp) {
+    if (row.brainprop && row.ebp && bp != ebp) return std::to_string(bp) + " / " + std::to_string(ebp);
+    return std::to_string(row.brainprop ? bp : ebp);
+  };
   const std::optional<double> ratio = epoch_ratio(row);
-  std::string seeds;
-  if (row.brainprop && row.ebp && row.brainprop->runs.size() != row.ebp->runs.size())
-    seeds = std::to_string(row.brainprop->runs.size()) + " / " +
-            std::to_string(row.ebp->runs.size());
-  else
-    seeds = std::to_string((row.brainprop ? row.brainprop : row.ebp)->runs.size());
+  const std::string seeds = per_rule(row.brainprop ? row.brainprop->runs.size() : 0,
+                                     row.ebp ? row.ebp->runs.size() : 0);
+  const std::string failed = per_rule(row.brainprop ? size_t(row.brainprop->failed) : 0,
+                                      row.ebp ? size_t(row.ebp->failed) : 0);
+  std::string ratio_text = none;
+  if (ratio) ratio_text = format_fixed(*ratio, 2);
+  else if (row.brainprop && row.ebp) ratio_text = unmeasured;
   return "| " + row.data_label + " | " + row.model + " | " + epochs(row.brainprop) + " | " +
          percent(row.brainprop, &Group::best_val_accuracy) + " | " + epochs(row.ebp) + " | " +
-         percent(row.ebp, &Group::best_val_accuracy) + " | " +
-         (ratio ? format_fixed(*ratio, 2) : none) + " | " +
+         percent(row.ebp, &Group::best_val_accuracy) + " | " + ratio_text + " | " +
          percent(row.brainprop, &Group::test_accuracy) + " | " +
-         percent(row.ebp, &Group::test_accuracy) + " | " + seeds + " |";
+         percent(row.ebp, &Group::test_accuracy) + " | " + seeds + " | " + failed + " |";
 }
 
 std::string markdown_report(const Sweep& sweep) {
@@ -383,7 +484,7 @@ std::string markdown_report(const Sweep& sweep) {
   md << "# brainprop report" << (sweep.dir.empty() ? "" : ": " + sweep.dir) << "\n\n";
   const std::vector<TableRow> rows = table_rows(sweep);
   if (rows.empty()) {
-    md << "No finished runs: nothing to tabulate.\n";
+    md << "No finished or failed runs: nothing to tabulate.\n";
   } else {
     md << markdown_header();
     for (const TableRow& row : rows) md << markdown_row(row) << "\n";
@@ -403,15 +504,33 @@ std::string markdown_report(const Sweep& sweep) {
         "- **test acc %**: `test_accuracy`, the test accuracy of the best epoch's weights. With "
         "`--val test` (the paper's protocol) the validation set is the test set, so it "
         "coincides with acc %; with `--val holdout` it is the honest estimate.\n"
-        "- **seeds**: finished runs per rule (\"a / b\": BrainProp / EBP when they differ).\n";
+        "- **seeds**: finished runs per rule (\"a / b\": BrainProp / EBP when they differ); the "
+        "means and the curves are over these.\n"
+        "- **failed**: failed runs per rule, listed below: a divergence (stop_reason `nan_loss` "
+        "or `nonfinite_weights`) or an error `brainprop sweep` recorded in sweep.json. They are "
+        "left out of the means and the curves, not counted as 0.\n"
+        "- **n/a**: not measured: the group has runs, but no finished run measured the figure "
+        "(in summary.json an unmeasured figure is `null`); **–**: no runs of that rule. In "
+        "table.csv and runs.csv an unmeasured figure is an empty field.\n";
   if (!protocol_counts.empty())
     md << "- Validation protocol of the runs: " << join(protocol_counts, ", ") << ".\n";
+  md << "\nRuns: " << run_counts(sweep) << ". Every run is in runs.csv.\n";
+  auto list_runs = [&](const std::vector<RunRecord>& runs) {
+    for (const RunRecord& r : runs)
+      md << "- `" << r.dir << "`: " << r.data << " " << r.model << " " << r.rule << " seed "
+         << r.seed << ", " << r.history.size() << " epochs in history.jsonl, " << r.reason
+         << "\n";
+  };
+  if (!sweep.failed.empty()) {
+    md << "\n## Failed runs (counted in the failed column, left out of the means and the "
+          "curves)\n\n"
+          "A diverged run is a result: rerunning the sweep skips it. A run that failed with an "
+          "error (recorded in sweep.json) is retried when the sweep is run again.\n\n";
+    list_runs(sweep.failed);
+  }
   if (!sweep.unfinished.empty()) {
     md << "\n## Unfinished runs (left out of the table and the curves)\n\n";
-    for (const RunRecord& r : sweep.unfinished)
-      md << "- `" << r.dir << "`: " << r.data << " " << r.model << " " << r.rule << " seed "
-         << r.seed << ", " << r.history.size() << " epochs in history.jsonl, "
-         << r.unfinished_reason << "\n";
+    list_runs(sweep.unfinished);
   }
   if (!sweep.warnings.empty()) {
     md << "\n## Warnings\n\n";
@@ -431,7 +550,10 @@ std::string table_csv(const Sweep& sweep) {
   std::string csv =
       "data,data_spec,model,rule,val,seeds,seed_list,best_epoch_mean,best_epoch_std,"
       "best_val_accuracy_mean,best_val_accuracy_std,test_accuracy_mean,test_accuracy_std,"
-      "epochs_run_mean,epochs_run_std,epoch_ratio_brainprop_over_ebp\n";
+      "epochs_run_mean,epochs_run_std,epoch_ratio_brainprop_over_ebp,failed\n";
+  // An empty field: nothing measured (no finished run of the group measured the figure).
+  auto mean = [](const MeanStd& s) { return s.n > 0 ? format_number(s.mean) : std::string(); };
+  auto sd = [](const MeanStd& s) { return s.n > 0 ? format_number(s.std) : std::string(); };
   for (const TableRow& row : table_rows(sweep)) {
     const std::optional<double> ratio = epoch_ratio(row);
     for (const Group* g : {row.brainprop, row.ebp}) {
@@ -446,17 +568,57 @@ std::string table_csv(const Sweep& sweep) {
           csv_field(g->val),
           std::to_string(g->runs.size()),
           join(seeds, ";"),
-          format_number(g->best_epoch.mean),
-          format_number(g->best_epoch.std),
-          format_number(g->best_val_accuracy.mean),
-          format_number(g->best_val_accuracy.std),
-          format_number(g->test_accuracy.mean),
-          format_number(g->test_accuracy.std),
-          format_number(g->epochs_run.mean),
-          format_number(g->epochs_run.std),
-          ratio ? format_number(*ratio) : ""};
+          mean(g->best_epoch),
+          sd(g->best_epoch),
+          mean(g->best_val_accuracy),
+          sd(g->best_val_accuracy),
+          mean(g->test_accuracy),
+          sd(g->test_accuracy),
+          mean(g->epochs_run),
+          sd(g->epochs_run),
+          ratio ? format_number(*ratio) : "",
+          std::to_string(g->failed)};
       csv += join(fields, ",") + "\n";
     }
+  }
+  return csv;
+}
+
+std::string runs_csv(const Sweep& sweep) {
+  std::vector<const RunRecord*> runs;
+  for (const Group& g : sweep.groups)
+    for (const RunRecord& r : g.runs) runs.push_back(&r);
+  for (const RunRecord& r : sweep.failed) runs.push_back(&r);
+  for (const RunRecord& r : sweep.unfinished) runs.push_back(&r);
+  std::sort(runs.begin(), runs.end(),
+            [](const RunRecord* a, const RunRecord* b) { return a->dir < b->dir; });
+  const std::map<std::string, std::string> labels = [&] {
+    std::vector<std::string> specs;
+    for (const RunRecord* r : runs) specs.push_back(r->data);
+    return data_labels(specs);
+  }();
+  auto figure = [](const std::optional<double>& v) { return v ? format_number(*v) : std::string(); };
+  std::string csv =
+      "dir,data,data_spec,model,rule,val,seed,outcome,reason,stop_reason,epochs_run,best_epoch,"
+      "best_val_accuracy,test_accuracy\n";
+  for (const RunRecord* r : runs) {
+    const bool summarised = !r->stop_reason.empty();  // has a summary.json
+    const std::vector<std::string> fields = {
+        csv_field(r->dir),
+        csv_field(labels.at(r->data)),
+        csv_field(r->data),
+        csv_field(r->model),
+        csv_field(r->rule),
+        csv_field(r->val),
+        std::to_string(r->seed),
+        outcome_name(r->outcome),
+        csv_field(r->reason),
+        csv_field(r->stop_reason),
+        summarised ? std::to_string(r->epochs_run) : "",
+        r->best_epoch > 0 ? std::to_string(r->best_epoch) : "",
+        figure(r->best_val_accuracy),
+        figure(r->test_accuracy)};
+    csv += join(fields, ",") + "\n";
   }
   return csv;
 }
@@ -524,9 +686,11 @@ Sweep write_report(const std::string& sweep_dir, ReportFiles* files) {
   BP_CHECK(!ec, out.report_dir << ": cannot create the report directory: " << ec.message());
   out.table_md = (fs::path(out.report_dir) / "table.md").string();
   out.table_csv = (fs::path(out.report_dir) / "table.csv").string();
+  out.runs_csv = (fs::path(out.report_dir) / "runs.csv").string();
   out.curves_csv = (fs::path(out.report_dir) / "curves.csv").string();
   write_file_atomic(out.table_md, markdown_report(sweep));
   write_file_atomic(out.table_csv, table_csv(sweep));
+  write_file_atomic(out.runs_csv, runs_csv(sweep));
   write_file_atomic(out.curves_csv, curves_csv(aggregate_curves(sweep)));
   if (files) *files = out;
   return sweep;

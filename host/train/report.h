@@ -17,6 +17,13 @@ struct EpochPoint {
   std::map<std::string, double> metrics;  // "val_accuracy", "reward_rate", ...
 };
 
+// What became of a run. Finished: it stopped by itself (max_epochs, early_stopping).
+// Failed: it diverged (stop_reason nan_loss or nonfinite_weights), or the sweep recorded an
+// error for it in sweep.json. Unfinished: no summary.json yet (running, killed) or
+// interrupted (resumable with `brainprop train --resume` or by rerunning the sweep).
+enum class Outcome { Finished, Failed, Unfinished };
+const char* outcome_name(Outcome outcome);  // "finished", "failed", "unfinished"
+
 struct RunRecord {
   std::string dir;         // the run directory
   std::string data;        // config.json "data": the data set spec
@@ -25,13 +32,14 @@ struct RunRecord {
   std::string val;         // config.json "val": "test" (the paper's protocol) or "holdout"
   unsigned long long seed = 0;
   std::vector<EpochPoint> history;
-  // From summary.json. A run is finished when summary.json exists and its stop_reason is not
-  // "interrupted" (an interrupted run writes a summary but can be resumed).
-  bool finished = false;
-  std::string unfinished_reason;  // why not finished, for the listing
-  int best_epoch = 0, epochs_run = 0;
-  double best_val_accuracy = 0, test_accuracy = 0;
-  std::string stop_reason;
+  Outcome outcome = Outcome::Unfinished;
+  std::string reason;  // why failed or unfinished, for the listings ("" when finished)
+  // From summary.json. A figure never measured (null in summary.json: no finished epoch, an
+  // interrupted run's test accuracy) is nullopt, never 0.
+  int best_epoch = 0;  // 0: no epoch finished
+  int epochs_run = 0;
+  std::optional<double> best_val_accuracy, test_accuracy;
+  std::string stop_reason;  // "" without summary.json
 };
 
 // Subdirectories of `sweep_dir` (depth 1 or 2; a run directory's own subdirectories are not
@@ -44,24 +52,30 @@ std::vector<std::string> find_run_dirs(const std::string& sweep_dir);
 // malformed config.json, history.jsonl line or summary.json.
 RunRecord read_run(const std::string& dir);
 
-// find_run_dirs + read_run.
+// find_run_dirs + read_run, and the runs SWEEP_DIR/sweep.json (written by `brainprop sweep`)
+// records as failed with an error: a run directory not finished is marked failed with that
+// error; a run that left no directory (its data could not be loaded) gets a record of its
+// own, with the data, model, rule and seed sweep.json names. Sorted by directory.
 std::vector<RunRecord> read_sweep(const std::string& sweep_dir);
 
 struct MeanStd {
   double mean = 0, std = 0;  // std: sample standard deviation (n - 1); 0 when n == 1
-  int n = 0;
+  int n = 0;                 // 0: nothing measured (mean and std mean nothing: "n/a")
 };
 MeanStd mean_std(const std::vector<double>& values);
 
 // "51 (19)" with decimals = 0, "98.68 (0.07)" with decimals = 2 (values already scaled).
 std::string format_mean_std(double mean, double std, int decimals);
 
-// The finished runs of one (data, model, rule).
+// The finished runs of one (data, model, rule), and how many of its runs failed. The means
+// are over the finished runs only (a failed run is counted in `failed`, not averaged in), and
+// over those that measured the figure (MeanStd::n).
 struct Group {
   std::string data;        // the data set spec
   std::string data_label;  // a short, file-name-safe name for it (unique within the sweep)
   std::string model, rule;
-  std::vector<RunRecord> runs;  // sorted by seed, then directory
+  std::vector<RunRecord> runs;  // the finished runs, sorted by seed, then directory
+  int failed = 0;               // failed runs of this (data, model, rule): in Sweep::failed
   MeanStd best_epoch, best_val_accuracy, test_accuracy, epochs_run;  // accuracies as fractions
   std::string val;  // the validation protocols of the runs, comma-separated ("test")
 };
@@ -69,12 +83,18 @@ struct Group {
 struct Sweep {
   std::string dir;
   std::vector<Group> groups;            // sorted by data label, model, rule
+  std::vector<RunRecord> failed;        // counted in their group's `failed`, out of the means
+                                        // and curves; sorted by dir
   std::vector<RunRecord> unfinished;    // left out of groups, table and curves; sorted by dir
   std::vector<std::string> warnings;    // duplicate seeds, mixed protocols, ...
 };
 
-// Groups the finished runs; lists the unfinished ones.
+// Groups the finished runs; counts and lists the failed ones; lists the unfinished ones.
 Sweep aggregate(std::vector<RunRecord> runs, const std::string& sweep_dir = "");
+
+// "12 runs: 10 finished, 1 failed (nan_loss in epoch 1: DIR), 1 unfinished (interrupted after
+// 2 epochs: DIR)": every run counted, every failed and unfinished one named with its reason.
+std::string run_counts(const Sweep& sweep);
 
 // A short data label per data set spec: the spec's prefix ("fashion-mnist" for
 // "fashion-mnist" and "fashion-mnist:/data/fm"), with the directory's base name appended when
@@ -93,19 +113,28 @@ struct TableRow {
 };
 std::vector<TableRow> table_rows(const Sweep& sweep);
 
-// Ratio of the mean best epochs, BrainProp / EBP; nullopt when either is missing or EBP's is 0.
+// Ratio of the mean best epochs, BrainProp / EBP; nullopt when either is missing or has no
+// measured best epoch, or EBP's is 0.
 std::optional<double> epoch_ratio(const TableRow& row);
 
 // The Markdown row of the table (no trailing newline), e.g.
-// "| fashion-mnist | dense | 51 (19) | 98.68 (0.07) | 33 (19) | 98.54 (0.16) | 1.55 | ... | 10 |".
+// "| fashion-mnist | dense | 51 (19) | 98.68 (0.07) | 33 (19) | 98.54 (0.16) | 1.55 | ... | 10 | 0 |".
+// "–": no runs of that rule; "n/a": runs, but none of them finished and measured the figure.
 std::string markdown_row(const TableRow& row);
 // The header and separator lines of the table (two lines, each ending in '\n').
 std::string markdown_header();
-// The whole table.md: title, table, notes on the columns, the unfinished runs, warnings.
+// The whole table.md: title, table, notes on the columns, the run counts, the failed and the
+// unfinished runs, warnings.
 std::string markdown_report(const Sweep& sweep);
 
-// table.csv: one row per (data, model, rule), unrounded, accuracies as fractions.
+// table.csv: one row per (data, model, rule), unrounded, accuracies as fractions; a figure
+// no finished run measured is an empty field.
 std::string table_csv(const Sweep& sweep);
+
+// runs.csv: one row per run (finished, failed, unfinished), sorted by directory: dir, data,
+// data_spec, model, rule, val, seed, outcome, reason, stop_reason, epochs_run, best_epoch,
+// best_val_accuracy, test_accuracy. An unmeasured figure is an empty field.
+std::string runs_csv(const Sweep& sweep);
 
 // Per (data, model, rule, metric, epoch): mean and std over the runs whose history reaches
 // that epoch (and has the metric), and how many that is.
@@ -126,10 +155,11 @@ const std::vector<std::string>& curve_metrics();
 // "<data>-<model>-brainprop_reward.{png,svg}" where BrainProp runs have reward rates.
 std::vector<std::string> expected_figures(const Sweep& sweep);
 
-// Reads the sweep and writes report/table.md, report/table.csv and report/curves.csv under
-// `sweep_dir` (the report directory is created). Returns the sweep it read.
+// Reads the sweep and writes report/table.md, report/table.csv, report/runs.csv and
+// report/curves.csv under `sweep_dir` (the report directory is created). Returns the sweep it
+// read.
 struct ReportFiles {
-  std::string report_dir, table_md, table_csv, curves_csv;
+  std::string report_dir, table_md, table_csv, runs_csv, curves_csv;
 };
 Sweep write_report(const std::string& sweep_dir, ReportFiles* files = nullptr);
 

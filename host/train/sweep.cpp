@@ -4,6 +4,7 @@
 
 #include "core/error.h"
 #include "io/atomic_file.h"
+#include "train/trainer.h"
 
 namespace bp {
 
@@ -48,7 +49,10 @@ const char* run_status_name(RunStatus status) {
 RunStatus run_status(const TrainConfig& wanted) {
   namespace fs = std::filesystem;
   const fs::path dir(wanted.out_dir);
-  if (!fs::exists(dir / "config.json") || !fs::exists(dir / "last.safetensors")) return RunStatus::Fresh;
+  // A run that diverged in its first epoch has a summary but no checkpoint: it is done too.
+  if (!fs::exists(dir / "config.json") ||
+      (!fs::exists(dir / "last.safetensors") && !diverged(stored_stop_reason(dir.string()))))
+    return RunStatus::Fresh;
   const std::string config_path = (dir / "config.json").string();
   nlohmann::json stored;
   try {
@@ -76,10 +80,24 @@ RunStatus run_status(const TrainConfig& wanted) {
   } catch (const nlohmann::json::parse_error& e) {
     BP_FAIL((dir / "summary.json").string() << ": not valid JSON: " << e.what());
   }
+  // A diverged run (nan_loss, nonfinite_weights) is done: rerunning it diverges again.
   const std::string reason = summary.value("stop_reason", "");
   if (reason == "interrupted") return RunStatus::Resume;
   if (reason == "max_epochs" && summary.value("epochs_run", 0) < wanted.max_epochs) return RunStatus::Resume;
   return RunStatus::Done;
+}
+
+std::string stored_stop_reason(const std::string& run_dir) {
+  const std::filesystem::path path = std::filesystem::path(run_dir) / "summary.json";
+  std::error_code ec;
+  if (!std::filesystem::is_regular_file(path, ec)) return "";
+  try {
+    const nlohmann::json summary = nlohmann::json::parse(read_file(path.string()));
+    const auto it = summary.find("stop_reason");
+    return it != summary.end() && it->is_string() ? it->get<std::string>() : "";
+  } catch (const std::exception&) {
+    return "";
+  }
 }
 
 }  // namespace bp

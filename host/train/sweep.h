@@ -26,8 +26,12 @@ const char* run_status_name(RunStatus status);
 
 // What to do with a run directory: start afresh (nothing usable there), resume it (a
 // checkpoint and no finished summary, or a finished run whose epoch limit was raised), or
-// skip it (finished). A directory made with a different configuration is an error naming
+// skip it (finished; also a run that diverged, stop_reason nan_loss or nonfinite_weights,
+// with or without a checkpoint: rerunning it would diverge again). A directory made with a different configuration is an error naming
 // the differing field: a sweep never mixes runs of different settings.
 RunStatus run_status(const TrainConfig& wanted);
+
+// The stop_reason in run_dir/summary.json, or "" when there is none (or it cannot be read).
+std::string stored_stop_reason(const std::string& run_dir);
 
 }  // namespace bp

@@ -63,9 +63,15 @@ nlohmann::json EpochRecord::to_json(Rule rule) const {
 }
 
 nlohmann::json TrainSummary::to_json() const {
-  return {{"best_val_accuracy", best_val_accuracy}, {"best_epoch", best_epoch},
-          {"epochs_run", epochs_run},               {"stop_reason", stop_reason},
-          {"test_accuracy", test_accuracy},         {"total_seconds", total_seconds},
+  const auto figure = [](const std::optional<double>& v) {
+    return v ? nlohmann::json(*v) : nlohmann::json();  // null: never measured
+  };
+  return {{"best_val_accuracy", figure(best_val_accuracy)},
+          {"best_epoch", best_epoch > 0 ? nlohmann::json(best_epoch) : nlohmann::json()},
+          {"epochs_run", epochs_run},
+          {"stop_reason", stop_reason},
+          {"test_accuracy", figure(test_accuracy)},
+          {"total_seconds", total_seconds},
           {"val_protocol", val_protocol}};
 }
 
@@ -254,7 +260,7 @@ TrainResult train(const TrainConfig& config, const Dataset& data, Backend& be,
   } else if (run.enabled()) {
     write_file_atomic(run.path("config.json"), config_to_json(config).dump(2) + "\n");
   }
-  summary.best_val_accuracy = state.best_val_accuracy;
+  if (state.best_epoch > 0) summary.best_val_accuracy = state.best_val_accuracy;
   summary.best_epoch = state.best_epoch;
   summary.epochs_run = state.epoch;
 
@@ -347,7 +353,7 @@ TrainResult train(const TrainConfig& config, const Dataset& data, Backend& be,
     summary.epochs_run = rec.epoch;
     if (log) log(format_epoch_line(rec, config.max_epochs, config.rule));
 
-    const bool improved = rec.val_accuracy > summary.best_val_accuracy;
+    const bool improved = !summary.best_val_accuracy || rec.val_accuracy > *summary.best_val_accuracy;
     if (improved) {
       summary.best_val_accuracy = rec.val_accuracy;
       summary.best_epoch = rec.epoch;
@@ -359,7 +365,7 @@ TrainResult train(const TrainConfig& config, const Dataset& data, Backend& be,
     state.epoch = epoch + 1;
     state.stopper_best = stopper.best();
     state.stopper_wait = stopper.wait();
-    state.best_val_accuracy = summary.best_val_accuracy;
+    state.best_val_accuracy = summary.best_val_accuracy.value_or(0);
     state.best_epoch = summary.best_epoch;
     state.partial_stats.clear();
     save_last(state);  // step 2: the epoch is committed

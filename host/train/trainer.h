@@ -4,6 +4,7 @@
 #include <functional>
 #include <limits>
 #include <nlohmann/json.hpp>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -22,16 +23,26 @@ struct EpochRecord {
   nlohmann::json to_json(Rule rule) const;
 };
 
+// A figure that was never measured is nullopt here and null in summary.json, never 0: the
+// best validation accuracy before any epoch finished (a run stopped by NaN in epoch 1), the
+// test accuracy of an interrupted run or of one without a finished epoch.
 struct TrainSummary {
-  double best_val_accuracy = 0;
-  int best_epoch = 0;
+  std::optional<double> best_val_accuracy;  // nullopt: no epoch finished
+  int best_epoch = 0;                       // 0: no epoch finished (null in summary.json)
   int epochs_run = 0;
-  std::string stop_reason;  // "early_stopping", "max_epochs", "nan_loss", "interrupted"
-  double test_accuracy = 0;
+  // "early_stopping", "max_epochs", "nan_loss", "nonfinite_weights", "interrupted"
+  std::string stop_reason;
+  std::optional<double> test_accuracy;  // nullopt: not measured (interrupted, no best epoch)
   double total_seconds = 0;
   std::string val_protocol;
   nlohmann::json to_json() const;
 };
+
+// A run that diverged: stop_reason "nan_loss" or "nonfinite_weights". It is a finished,
+// failed run: resuming or rerunning it gives the same divergence.
+inline bool diverged(const std::string& stop_reason) {
+  return stop_reason == "nan_loss" || stop_reason == "nonfinite_weights";
+}
 
 struct TrainResult {
   std::vector<EpochRecord> history;

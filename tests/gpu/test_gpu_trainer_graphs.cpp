@@ -306,8 +306,11 @@ class GpuTrainerGraphs : public GpuParity {
       near(a.exploration_rate, b.exploration_rate, "exploration_rate", e);
     }
     EXPECT_EQ(want.summary.best_epoch, got.summary.best_epoch) << both;
-    near(want.summary.best_val_accuracy, got.summary.best_val_accuracy, "best_val_accuracy", 0);
-    near(want.summary.test_accuracy, got.summary.test_accuracy, "test_accuracy", 0);
+    // -1: not measured (nullopt), which must then hold for both.
+    near(want.summary.best_val_accuracy.value_or(-1), got.summary.best_val_accuracy.value_or(-1),
+         "best_val_accuracy", 0);
+    near(want.summary.test_accuracy.value_or(-1), got.summary.test_accuracy.value_or(-1),
+         "test_accuracy", 0);
     EXPECT_EQ(want.summary.stop_reason, got.summary.stop_reason) << both;
     EXPECT_EQ(want.summary.epochs_run, got.summary.epochs_run) << both;
   }
@@ -386,7 +389,8 @@ TEST_F(GpuTrainerGraphs, BrainPropGraphsEqualPlainStepsAndMatchTheCpu) {
     EXPECT_NEAR(b.reward_rate, a.reward_rate, 0.02) << "epoch " << e + 1 << what;
     EXPECT_NEAR(b.exploration_rate, a.exploration_rate, 0.01) << "epoch " << e + 1 << what;
   }
-  EXPECT_NEAR(graphed.result.summary.test_accuracy, on_cpu.result.summary.test_accuracy, 0.02)
+  ASSERT_TRUE(graphed.result.summary.test_accuracy && on_cpu.result.summary.test_accuracy) << what;
+  EXPECT_NEAR(*graphed.result.summary.test_accuracy, *on_cpu.result.summary.test_accuracy, 0.02)
       << what;
   // And it learns (chance is 0.10; both reach ~0.40): not a comparison of two untrained nets.
   EXPECT_GT(graphed.result.history.back().val_accuracy, 0.3) << what;

@@ -272,7 +272,8 @@ TEST_F(GpuParity, FashionMnistTwoEpochsMatchTheCpu) {
     // first epoch's mean training loss within 1% (a rounding perturbation moves it ~1e-5).
     EXPECT_NEAR(on_gpu.history.back().val_accuracy, on_cpu.history.back().val_accuracy, 0.01)
         << what;
-    EXPECT_NEAR(on_gpu.summary.test_accuracy, on_cpu.summary.test_accuracy, 0.01) << what;
+    ASSERT_TRUE(on_gpu.summary.test_accuracy && on_cpu.summary.test_accuracy) << what;
+    EXPECT_NEAR(*on_gpu.summary.test_accuracy, *on_cpu.summary.test_accuracy, 0.01) << what;
     EXPECT_NEAR(on_gpu.history[0].train_loss, on_cpu.history[0].train_loss,
                 0.01 * on_cpu.history[0].train_loss)
         << what;
