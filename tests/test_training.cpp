@@ -96,6 +96,44 @@ TEST_F(FashionMnistSubset, BothRulesClearlyLearn) {
   EXPECT_LT(bp.history.back().exploration_rate, 0.03);
 }
 
+// A run's history and weights do not depend on --threads (so `sweep --jobs 2 --threads 1` and
+// `--jobs 1 --threads 2` give the same runs). OpenBLAS's own threading splits x W^T with K = 784
+// differently on 2 threads, and per-thread batch-norm partial sums depended on the thread count.
+TEST_F(FashionMnistSubset, HistoryAndWeightsAreTheSameForAnyThreadCount) {
+  const Dataset data = load_dataset("fashion-mnist", DataLimits{1000, 200});
+  const test::TempDir tmp("brainprop-threads");
+  ModelSpec tiny;  // x W^T with K = 784, N = 32 at batch 128: the product OpenBLAS splits
+  tiny.name = "tiny";
+  tiny.layers = {{"flatten"}, {"dense", 32, false, 0.05, 0}, {"relu"}};
+  tiny.output = {"dense", 0, false, 0.05, 0};
+  for (const auto& [rule, model] : {std::pair{Rule::BrainProp, load_model("conv")}, std::pair{Rule::Ebp, tiny},
+                                    std::pair{Rule::BrainProp, tiny}}) {
+    TrainConfig c = quick_config(rule, 1);
+    c.model = model;
+    c.batch_size = 128;
+    c.lr = 0.1;
+    std::vector<EpochRecord> first;
+    std::map<std::string, std::vector<uint8_t>> first_weights;
+    for (int threads : {1, 2, 3}) {
+      auto be = make_cpu_backend(threads);
+      c.out_dir = (tmp.path() / (model.name + rule_name(rule) + std::to_string(threads))).string();
+      const TrainResult r = train(c, data, *be, nullptr);
+      const auto weights = read_checkpoint_tensors(c.out_dir + "/last.safetensors", DType::F32);
+      if (threads == 1) {
+        first = r.history;
+        first_weights = weights;
+        continue;
+      }
+      ASSERT_EQ(r.history.size(), first.size());
+      EXPECT_EQ(r.history[0].train_loss, first[0].train_loss) << threads << " threads";
+      EXPECT_EQ(r.history[0].val_accuracy, first[0].val_accuracy) << threads << " threads";
+      for (const auto& [name, bytes] : first_weights)
+        EXPECT_TRUE(weights.at(name) == bytes) << model.name << " " << rule_name(rule) << ": " << name
+                                               << " differs with " << threads << " threads";
+    }
+  }
+}
+
 TEST(Training, SameSeedSameHistory) {
   const Dataset data = synthetic_halves(1500, 300, 5);
   for (Rule rule : {Rule::BrainProp, Rule::Ebp}) {

@@ -1,7 +1,10 @@
 // Row-major GEMM on raw pointers with leading dimensions, for float and double: OpenBLAS when
-// the build has it (inside an OpenMP parallel region its OpenMP build runs single-threaded),
-// else a plain built-in loop, correct and about five times slower.
+// the build has it, else a plain built-in loop, correct and about five times slower. Either way
+// the result does not depend on the thread count (a run's history is the same for any --threads).
 #pragma once
+#include <omp.h>
+
+#include <algorithm>
 #include <cstdint>
 #include <string>
 
@@ -12,18 +15,48 @@
 namespace bp::cpu {
 
 #if defined(BRAINPROP_HAVE_OPENBLAS)
-inline void gemm(bool ta, bool tb, int m, int n, int k, double alpha, const float* a, int lda,
-                 const float* b, int ldb, double beta, float* c, int ldc) {
+inline void blas_gemm(bool ta, bool tb, int m, int n, int k, double alpha, const float* a, int lda,
+                      const float* b, int ldb, double beta, float* c, int ldc) {
   cblas_sgemm(CblasRowMajor, ta ? CblasTrans : CblasNoTrans, tb ? CblasTrans : CblasNoTrans, m, n,
               k, static_cast<float>(alpha), a, lda, b, ldb, static_cast<float>(beta), c, ldc);
 }
-inline void gemm(bool ta, bool tb, int m, int n, int k, double alpha, const double* a, int lda,
-                 const double* b, int ldb, double beta, double* c, int ldc) {
+inline void blas_gemm(bool ta, bool tb, int m, int n, int k, double alpha, const double* a, int lda,
+                      const double* b, int ldb, double beta, double* c, int ldc) {
   cblas_dgemm(CblasRowMajor, ta ? CblasTrans : CblasNoTrans, tb ? CblasTrans : CblasNoTrans, m, n,
               k, alpha, a, lda, b, ldb, beta, c, ldc);
 }
+
+// The same result for any thread count: OpenBLAS's own threading is not (it may split a product
+// differently, e.g. x W^T with K = 784 on 2 threads), so it runs single-threaded and we split C
+// into panels of whole rows (or columns, whichever C has more of) whose size depends on the
+// shape only; threads share out the panels, and each element of C is computed by the same
+// single-threaded call whatever the thread count. A call inside a parallel region runs on its
+// thread. Small products (under ~1 MFLOP) are one call.
+template <typename T>
+void gemm(bool ta, bool tb, int m, int n, int k, double alpha, const T* a, int lda, const T* b,
+          int ldb, double beta, T* c, int ldc) {
+  const bool by_rows = m >= n;
+  const int extent = by_rows ? m : n;
+  if (int64_t(m) * n * k < (int64_t(1) << 19) || extent < 128 || omp_in_parallel()) {
+    blas_gemm(ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
+    return;
+  }
+  const int panel = std::max(64, (extent / 32 + 63) / 64 * 64);
+  const int panels = (extent + panel - 1) / panel;
+#pragma omp parallel for schedule(static)
+  for (int p = 0; p < panels; ++p) {
+    const int first = p * panel, count = std::min(panel, extent - first);
+    if (by_rows)  // rows of C are rows of op(A): A's rows, or A's columns when transposed
+      blas_gemm(ta, tb, count, n, k, alpha, ta ? a + first : a + int64_t(first) * lda, lda, b, ldb,
+                beta, c + int64_t(first) * ldc, ldc);
+    else  // columns of C are columns of op(B)
+      blas_gemm(ta, tb, m, count, k, alpha, a, lda, tb ? b + int64_t(first) * ldb : b + first, ldb,
+                beta, c + first, ldc);
+  }
+}
 inline std::string blas_name() { return std::string("OpenBLAS (") + openblas_get_config() + ")"; }
-inline void set_blas_threads(int threads) { openblas_set_num_threads(threads); }
+// OpenBLAS always runs single-threaded: the panels above are the parallelism.
+inline void set_blas_threads(int) { openblas_set_num_threads(1); }
 #else
 // C = alpha op(A) op(B) + beta C, one row of C per iteration (rows split across threads; a
 // call inside a parallel region runs on its thread). beta = 0 overwrites C, as BLAS does.

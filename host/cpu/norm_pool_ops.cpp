@@ -2,6 +2,7 @@
 
 #include <omp.h>
 
+#include <algorithm>
 #include <cmath>
 #include <vector>
 
@@ -12,23 +13,23 @@
 namespace bp::cpu {
 namespace {
 
-// Per-channel sums over rows of a [rows, C] view, accumulated in double: each thread sums a
-// static block of rows, and the blocks are added in thread order (deterministic for a given
-// thread count). fn(row, c) gives the value to add.
+// Per-channel sums over rows of a [rows, C] view, accumulated in double: fixed blocks of rows
+// (their size depends on the shape only) are summed in parallel, then added in block order, so
+// the result is the same for any thread count. fn(row, c) gives the value to add.
 template <typename Fn>
 std::vector<double> channel_sums(int64_t rows, int64_t channels, Fn&& fn) {
-  const int threads = omp_get_max_threads();
-  std::vector<std::vector<double>> partial(size_t(threads), std::vector<double>(size_t(channels), 0.0));
-#pragma omp parallel num_threads(threads)
-  {
-    const int t = omp_get_thread_num(), nt = omp_get_num_threads();
-    std::vector<double>& mine = partial[size_t(t)];
-    for (int64_t r = rows * t / nt; r < rows * (t + 1) / nt; ++r)
-      for (int64_t c = 0; c < channels; ++c) mine[size_t(c)] += fn(r, c);
+  constexpr int64_t kBlockRows = 1024;
+  const int64_t blocks = (rows + kBlockRows - 1) / kBlockRows;
+  std::vector<double> partial(size_t(blocks * channels), 0.0);
+#pragma omp parallel for schedule(static)
+  for (int64_t blk = 0; blk < blocks; ++blk) {
+    double* mine = partial.data() + blk * channels;
+    for (int64_t r = blk * kBlockRows; r < std::min(rows, (blk + 1) * kBlockRows); ++r)
+      for (int64_t c = 0; c < channels; ++c) mine[c] += fn(r, c);
   }
   std::vector<double> total(size_t(channels), 0.0);
-  for (const auto& p : partial)
-    for (size_t c = 0; c < total.size(); ++c) total[c] += p[c];
+  for (int64_t blk = 0; blk < blocks; ++blk)
+    for (int64_t c = 0; c < channels; ++c) total[size_t(c)] += partial[size_t(blk * channels + c)];
   return total;
 }
 
