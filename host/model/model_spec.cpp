@@ -320,7 +320,8 @@ ModelSpec parse_model_text(std::string_view text, const std::string& source) {
   json doc;
   try {
     doc = json::parse(text.begin(), text.end(), DuplicateKeyCheck(source));
-  } catch (const json::parse_error& e) {
+  } catch (const json::exception& e) {
+    // Not only parse_error: a number too large for a double (1e999) is an out_of_range.
     BP_FAIL(source << ": not valid JSON: " << e.what());
   }
   return parse_model(doc, source);
