@@ -8,6 +8,7 @@
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
+#include <iterator>
 #include <memory>
 #include <string>
 #include <vector>
@@ -270,11 +271,28 @@ void write_jpeg(const fs::path& path, int height, int width, Rgb colour, bool gr
   tjFree(jpeg);
 }
 
+// Writes a flat-colour CMYK JPEG: TurboJPEG stores CMYK pixels as a YCCK JPEG with an Adobe
+// marker, `cmyk` as given (Adobe's inverted convention: 255 = no ink).
+void write_cmyk_jpeg(const fs::path& path, int height, int width, const uint8_t (&cmyk)[4]) {
+  Bytes pixels;
+  for (int i = 0; i < height * width; ++i) pixels.insert(pixels.end(), cmyk, cmyk + 4);
+  tjhandle handle = tjInitCompress();
+  ASSERT_NE(handle, nullptr);
+  unsigned char* jpeg = nullptr;
+  unsigned long size = 0;
+  const int rc = tjCompress2(handle, pixels.data(), width, 0, height, TJPF_CMYK, &jpeg, &size, TJSAMP_444, 95, 0);
+  tjDestroy(handle);
+  ASSERT_EQ(rc, 0);
+  write_bytes(path, Bytes(jpeg, jpeg + size));
+  tjFree(jpeg);
+}
+
 #define SKIP_WITHOUT_TURBOJPEG() (void)0
 
 #else
 
 void write_jpeg(const fs::path&, int, int, Rgb, bool = false) {}
+void write_cmyk_jpeg(const fs::path&, int, int, const uint8_t (&)[4]) {}
 
 #define SKIP_WITHOUT_TURBOJPEG() GTEST_SKIP() << "built without libjpeg-turbo"
 
@@ -445,6 +463,18 @@ TEST_F(FolderTest, FirstImageOfAnotherSizeIsNamed) {
   write_jpeg(root / "train" / "cat" / "c.JPG", 5, 4, kColours[1]);
   expect_error([&] { bp::load_dataset("folder:" + root.string()); },
                (root / "train" / "cat" / "b.jpg").string() + ": image is 4x6");
+}
+
+TEST_F(FolderTest, CmykJpegsDecodeToRgb) {
+  SKIP_WITHOUT_TURBOJPEG();
+  const fs::path root = write_tree();
+  // Stored (inverted) C, M, Y, K: R = C * K / 255, G = M * K / 255, B = Y * K / 255.
+  write_cmyk_jpeg(root / "train" / "cat" / "b.jpg", 6, 4, {255, 0, 0, 255});      // red
+  write_cmyk_jpeg(root / "test" / "cat" / "t.jpg", 6, 4, {200, 100, 50, 204});    // K ink 20%
+  const bp::Dataset data = bp::load_dataset("folder:" + root.string());
+  EXPECT_TRUE(image_is(data.train, 3, {255, 0, 0}));   // ant/x, cat/a.jpeg, ant/y, cat/b
+  EXPECT_TRUE(image_is(data.test, 1, {160, 80, 40}));
+  EXPECT_TRUE(image_is(data.train, 1, kColours[0]));   // the RGB ones beside them unchanged
 }
 
 TEST_F(FolderTest, WithoutTurboJpegTheErrorSaysWhatToInstall) {

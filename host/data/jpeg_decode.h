@@ -22,7 +22,8 @@ struct JpegSize {
 // not a JPEG.
 JpegSize read_jpeg_size(const std::string& path);
 
-// Decodes every file of `paths` to RGB (grayscale JPEGs come out as R = G = B) into `out`,
+// Decodes every file of `paths` to RGB (grayscale JPEGs come out as R = G = B; CMYK and YCCK
+// JPEGs are taken as Adobe's inverted CMYK, R = C * K / 255 and so on) into `out`,
 // paths.size() * height * width * 3 bytes, image i at offset i * height * width * 3.
 // Every image must be height x width: no resizing. Throws bp::Error naming the first file
 // (in `paths` order) that is unreadable, corrupt or of another size.
