@@ -477,6 +477,26 @@ TEST_F(FolderTest, CmykJpegsDecodeToRgb) {
   EXPECT_TRUE(image_is(data.train, 1, kColours[0]));   // the RGB ones beside them unchanged
 }
 
+TEST_F(FolderTest, HugeSizeInAJpegHeaderIsRefusedBeforeAllocating) {
+  SKIP_WITHOUT_TURBOJPEG();
+  const fs::path root = write_tree();
+  // The start-of-frame segment (FF C0, length, precision, height, width) says 65500 x 65500:
+  // valid JPEG, 12 GiB of RGB per image.
+  const fs::path bad = root / "train" / "ant" / "x.JPEG";
+  std::ifstream in(bad, std::ios::binary);
+  Bytes jpeg((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  size_t sof = 0;
+  while (sof + 9 < jpeg.size() && !(jpeg[sof] == 0xFF && jpeg[sof + 1] == 0xC0)) ++sof;
+  ASSERT_LT(sof + 9, jpeg.size());
+  for (size_t at : {sof + 5, sof + 7}) {
+    jpeg[at] = 0xFF;
+    jpeg[at + 1] = 0xDC;
+  }
+  write_bytes(bad, jpeg);
+  expect_error([&] { bp::load_dataset("folder:" + root.string()); },
+               bad.string() + ": image is 65500x65500, larger than brainprop decodes");
+}
+
 TEST_F(FolderTest, WithoutTurboJpegTheErrorSaysWhatToInstall) {
   if (bp::jpeg_support_compiled()) GTEST_SKIP() << "this build has libjpeg-turbo";
   expect_error([&] { bp::load_dataset("folder:" + dir_.string()); },

@@ -49,6 +49,11 @@ std::string read_bytes(const std::string& path, std::vector<unsigned char>& byte
   return "";
 }
 
+// Limits on a JPEG's size (the format allows 65500 x 65500): 8192 x 8192 or 16384 x 4096 at
+// most, 192 MiB of RGB per image.
+constexpr int kMaxSide = 16384;
+constexpr int64_t kMaxPixels = int64_t(1) << 26;
+
 // What decoding needs from a JPEG's header.
 struct JpegHeader {
   JpegSize size;
@@ -86,6 +91,15 @@ class Decompressor {
                                        &height, &subsamp, &colorspace);
     if (rc != 0) {
       return std::string("not a readable JPEG: ") + tjGetErrorStr2(handle_);
+    }
+    // The header's size decides the allocation for the whole data set (every image has the
+    // first one's size): refuse what no training image is, before a damaged or hostile header
+    // (65500 x 65500 is valid JPEG) makes us allocate gigabytes per image.
+    if (width < 1 || height < 1 || width > kMaxSide || height > kMaxSide ||
+        int64_t(width) * height > kMaxPixels) {
+      return "image is " + std::to_string(height) + "x" + std::to_string(width) +
+             ", larger than brainprop decodes (at most " + std::to_string(kMaxSide) + " on a side and " +
+             std::to_string(kMaxPixels) + " pixels; images are not resized)";
     }
     header.size = {height, width};
     header.cmyk = colorspace == TJCS_CMYK || colorspace == TJCS_YCCK;
