@@ -365,6 +365,20 @@ TEST_F(TinyImageNetTest, LoadsTreeWithGrayscaleAsRgb) {
   EXPECT_TRUE(image_is(data.test, 2, kColours[3]));
 }
 
+TEST_F(TinyImageNetTest, ClassMissingFromValIsAWarning) {
+  SKIP_WITHOUT_TURBOJPEG();
+  const fs::path root = write_tree();
+  // No val image of n003 (tabby cat) or n002.
+  write_text(root / "val" / "val_annotations.txt", "val_2.JPEG\tn001\t0\t0\t3\t3\n");
+  ::testing::internal::CaptureStderr();
+  bp::load_dataset("tiny-imagenet:" + root.string());
+  const std::string err = ::testing::internal::GetCapturedStderr();
+  EXPECT_NE(err.find("brainprop: warning: " + root.string() +
+                     ": 2 of 3 classes have training images but no test images: \"tabby cat\", \"n002\""),
+            std::string::npos)
+      << err;
+}
+
 TEST_F(TinyImageNetTest, CorruptJpegNamesFile) {
   SKIP_WITHOUT_TURBOJPEG();
   const fs::path root = write_tree();
@@ -495,6 +509,28 @@ TEST_F(FolderTest, HugeSizeInAJpegHeaderIsRefusedBeforeAllocating) {
   write_bytes(bad, jpeg);
   expect_error([&] { bp::load_dataset("folder:" + root.string()); },
                bad.string() + ": image is 65500x65500, larger than brainprop decodes");
+}
+
+TEST_F(FolderTest, ClassWithoutTestImagesIsAWarning) {
+  SKIP_WITHOUT_TURBOJPEG();
+  const fs::path root = write_tree();
+  write_jpeg(root / "train" / "dog" / "d.jpg", 6, 4, kColours[3]);
+  fs::create_directories(root / "test" / "dog");  // the class folder is there, empty
+  ::testing::internal::CaptureStderr();
+  const bp::Dataset data = bp::load_dataset("folder:" + root.string(), {1, -1});
+  const std::string err = ::testing::internal::GetCapturedStderr();
+  EXPECT_EQ(data.classes, 3);
+  EXPECT_NE(err.find("brainprop: warning: " + root.string() +
+                     ": 1 of 3 classes have training images but no test images: \"dog\""),
+            std::string::npos)
+      << err;
+  // Every class with test images: no warning.
+  fs::remove_all(root / "train" / "dog");
+  fs::remove_all(root / "test" / "dog");
+  ::testing::internal::CaptureStderr();
+  bp::load_dataset("folder:" + root.string());
+  const std::string quiet = ::testing::internal::GetCapturedStderr();
+  EXPECT_EQ(quiet.find("warning"), std::string::npos) << quiet;
 }
 
 TEST_F(FolderTest, WithoutTurboJpegTheErrorSaysWhatToInstall) {
