@@ -51,6 +51,8 @@ def idx_corpus():
     put("fuzz_idx", "count_mismatch", two_parts(images, idx([2], bytes([1, 2]))))
     put("fuzz_idx", "huge_dims", two_parts(idx([0xFFFFFFFF, 0xFFFFFFFF, 2], b""), labels))
     put("fuzz_idx", "int_type", two_parts(idx([2, 2], bytes(8), 0x0C), labels))
+    # 2 MiB of zeros after a 2x2 array: the gzip reader must stop at the header's size.
+    put("fuzz_idx", "gzip_runs_past_header", two_parts(gz(idx([2, 2], bytes(4)) + bytes(2 << 20)), gz(labels)))
 
 
 def cifar_record(labels, seed):
