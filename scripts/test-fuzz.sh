@@ -99,7 +99,7 @@ fuzz_one() {
   local t=$1 w="$work/$1" rc=0
   mkdir -p "$w/corpus" "$w/artifacts"
   local dir
-  for dir in $(inputs_of "$t"); do cp "$dir"/* "$w/corpus/"; done
+  for dir in $(inputs_of "$t"); do find "$dir" -type f -exec cp {} "$w/corpus/" \;; done
   # -close_fd_mask=2: the readers' stderr notes are dropped (libFuzzer's and the sanitizers'
   # reports still come through).
   "$(bin "$t")" $(dict_for "$t") -max_total_time="$seconds" -rss_limit_mb=2048 -timeout=10 \
