@@ -18,8 +18,9 @@ struct JpegSize {
   int height = 0, width = 0;
 };
 
-// The image size from `path`'s header; throws bp::Error naming `path` if it is unreadable or
-// not a JPEG.
+// The image size from `path`'s header; throws bp::Error naming `path` if it is unreadable,
+// not a JPEG, or larger than brainprop decodes (16384 on a side, 2^26 pixels: the header's
+// size decides the allocation, and JPEG allows 65500 x 65500).
 JpegSize read_jpeg_size(const std::string& path);
 
 // Decodes every file of `paths` to RGB (grayscale JPEGs come out as R = G = B; CMYK and YCCK
