@@ -49,8 +49,14 @@ inputs_of() {  # the committed seed and regression directories of target $1
   done
 }
 
-work=$(mktemp -d "${TMPDIR:-/tmp}/brainprop-test-fuzz.XXXXXX")
+# Scratch space in memory where there is some; the targets' own files go there too (TMPDIR),
+# so that a crashed target leaves nothing behind.
+scratch=${TMPDIR:-/tmp}
+[[ -z ${TMPDIR:-} && -w /dev/shm ]] && scratch=/dev/shm
+work=$(mktemp -d "$scratch/brainprop-test-fuzz.XXXXXX")
 trap 'rm -rf "$work"' EXIT
+mkdir -p "$work/tmp"
+export TMPDIR="$work/tmp"
 artifacts="$build_abs/fuzz-artifacts"
 
 # A failing input: kept under build-fuzz/fuzz-artifacts/, its full report printed (replayed

@@ -22,16 +22,15 @@ namespace bp_fuzz {
 
 namespace fs = std::filesystem;
 
-// One directory per process (parallel fuzzers do not share files), removed at exit. Under
-// /dev/shm when it is writable: the readers' files then never touch a disk.
+// One directory per process (parallel fuzzers do not share files), removed at exit (not after
+// a crash). Under $TMPDIR when set (scripts/test-fuzz.sh points it into its own scratch
+// folder), else /dev/shm when writable (the readers' files then never touch a disk), else /tmp.
 inline const std::string& scratch_dir() {
   // Never destroyed: the exit handler that removes the directory still needs the name.
   static const std::string* dir = [] {
-    std::string base = "/dev/shm";
-    if (::access(base.c_str(), W_OK) != 0) {
-      const char* tmp = std::getenv("TMPDIR");
-      base = tmp && *tmp ? tmp : "/tmp";
-    }
+    const char* tmp = std::getenv("TMPDIR");
+    std::string base = tmp && *tmp ? tmp : "/dev/shm";
+    if (::access(base.c_str(), W_OK) != 0) base = "/tmp";
     std::string pattern = base + "/brainprop-fuzz-XXXXXX";
     if (!::mkdtemp(pattern.data())) {
       std::perror("brainprop fuzz: mkdtemp");
