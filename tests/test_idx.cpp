@@ -154,6 +154,23 @@ TEST_F(IdxTest, TrailingGarbageFails) {
   expect_error([&] { bp::read_idx(file("extra").string()); }, "trailing garbage");
 }
 
+TEST_F(IdxTest, GzipBombStopsAtTheHeaderSize) {
+  // A 2x2 array (12 header bytes, 4 data bytes), then 64 MiB of zeros: about 64 KiB of gzip.
+  // Decompression must stop just past the 16 bytes the header implies instead of inflating
+  // it all before the size check.
+  const std::string path = file("bomb.gz").string();
+  gzFile out = gzopen(path.c_str(), "wb9");
+  ASSERT_NE(out, nullptr);
+  const Bytes head = idx_bytes({2, 2}, iota_bytes(4));
+  ASSERT_EQ(gzwrite(out, head.data(), unsigned(head.size())), int(head.size()));
+  const Bytes zeros(1 << 20, 0);
+  for (int i = 0; i < 64; ++i) ASSERT_EQ(gzwrite(out, zeros.data(), unsigned(zeros.size())), int(zeros.size()));
+  ASSERT_EQ(gzclose(out), Z_OK);
+  ASSERT_LT(fs::file_size(path), 1u << 20);
+  expect_error([&] { bp::read_idx(path); },
+               path + ": trailing garbage: the decompressed data runs past the 16 bytes");
+}
+
 TEST_F(IdxTest, CorruptGzipFails) {
   write_gzip(file("cut.gz"), idx_bytes({64, 64}, iota_bytes(64 * 64)));
   const auto size = fs::file_size(file("cut.gz"));

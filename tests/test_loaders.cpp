@@ -8,6 +8,7 @@
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
+#include <iterator>
 #include <memory>
 #include <string>
 #include <vector>
@@ -270,11 +271,28 @@ void write_jpeg(const fs::path& path, int height, int width, Rgb colour, bool gr
   tjFree(jpeg);
 }
 
+// Writes a flat-colour CMYK JPEG: TurboJPEG stores CMYK pixels as a YCCK JPEG with an Adobe
+// marker, `cmyk` as given (Adobe's inverted convention: 255 = no ink).
+void write_cmyk_jpeg(const fs::path& path, int height, int width, const uint8_t (&cmyk)[4]) {
+  Bytes pixels;
+  for (int i = 0; i < height * width; ++i) pixels.insert(pixels.end(), cmyk, cmyk + 4);
+  tjhandle handle = tjInitCompress();
+  ASSERT_NE(handle, nullptr);
+  unsigned char* jpeg = nullptr;
+  unsigned long size = 0;
+  const int rc = tjCompress2(handle, pixels.data(), width, 0, height, TJPF_CMYK, &jpeg, &size, TJSAMP_444, 95, 0);
+  tjDestroy(handle);
+  ASSERT_EQ(rc, 0);
+  write_bytes(path, Bytes(jpeg, jpeg + size));
+  tjFree(jpeg);
+}
+
 #define SKIP_WITHOUT_TURBOJPEG() (void)0
 
 #else
 
 void write_jpeg(const fs::path&, int, int, Rgb, bool = false) {}
+void write_cmyk_jpeg(const fs::path&, int, int, const uint8_t (&)[4]) {}
 
 #define SKIP_WITHOUT_TURBOJPEG() GTEST_SKIP() << "built without libjpeg-turbo"
 
@@ -345,6 +363,20 @@ TEST_F(TinyImageNetTest, LoadsTreeWithGrayscaleAsRgb) {
   EXPECT_EQ(data.test.labels, (std::vector<int32_t>{2, 0, 1}));
   EXPECT_TRUE(image_is(data.test, 0, kColours[2]));
   EXPECT_TRUE(image_is(data.test, 2, kColours[3]));
+}
+
+TEST_F(TinyImageNetTest, ClassMissingFromValIsAWarning) {
+  SKIP_WITHOUT_TURBOJPEG();
+  const fs::path root = write_tree();
+  // No val image of n003 (tabby cat) or n002.
+  write_text(root / "val" / "val_annotations.txt", "val_2.JPEG\tn001\t0\t0\t3\t3\n");
+  ::testing::internal::CaptureStderr();
+  bp::load_dataset("tiny-imagenet:" + root.string());
+  const std::string err = ::testing::internal::GetCapturedStderr();
+  EXPECT_NE(err.find("brainprop: warning: " + root.string() +
+                     ": 2 of 3 classes have training images but no test images: \"tabby cat\", \"n002\""),
+            std::string::npos)
+      << err;
 }
 
 TEST_F(TinyImageNetTest, CorruptJpegNamesFile) {
@@ -445,6 +477,60 @@ TEST_F(FolderTest, FirstImageOfAnotherSizeIsNamed) {
   write_jpeg(root / "train" / "cat" / "c.JPG", 5, 4, kColours[1]);
   expect_error([&] { bp::load_dataset("folder:" + root.string()); },
                (root / "train" / "cat" / "b.jpg").string() + ": image is 4x6");
+}
+
+TEST_F(FolderTest, CmykJpegsDecodeToRgb) {
+  SKIP_WITHOUT_TURBOJPEG();
+  const fs::path root = write_tree();
+  // Stored (inverted) C, M, Y, K: R = C * K / 255, G = M * K / 255, B = Y * K / 255.
+  write_cmyk_jpeg(root / "train" / "cat" / "b.jpg", 6, 4, {255, 0, 0, 255});      // red
+  write_cmyk_jpeg(root / "test" / "cat" / "t.jpg", 6, 4, {200, 100, 50, 204});    // K ink 20%
+  const bp::Dataset data = bp::load_dataset("folder:" + root.string());
+  EXPECT_TRUE(image_is(data.train, 3, {255, 0, 0}));   // ant/x, cat/a.jpeg, ant/y, cat/b
+  EXPECT_TRUE(image_is(data.test, 1, {160, 80, 40}));
+  EXPECT_TRUE(image_is(data.train, 1, kColours[0]));   // the RGB ones beside them unchanged
+}
+
+TEST_F(FolderTest, HugeSizeInAJpegHeaderIsRefusedBeforeAllocating) {
+  SKIP_WITHOUT_TURBOJPEG();
+  const fs::path root = write_tree();
+  // The start-of-frame segment (FF C0, length, precision, height, width) says 65500 x 65500:
+  // valid JPEG, 12 GiB of RGB per image.
+  const fs::path bad = root / "train" / "ant" / "x.JPEG";
+  std::ifstream in(bad, std::ios::binary);
+  Bytes jpeg((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  size_t sof = 0;
+  while (sof + 9 < jpeg.size() && !(jpeg[sof] == 0xFF && jpeg[sof + 1] == 0xC0)) ++sof;
+  ASSERT_LT(sof + 9, jpeg.size());
+  for (size_t at : {sof + 5, sof + 7}) {
+    jpeg[at] = 0xFF;
+    jpeg[at + 1] = 0xDC;
+  }
+  write_bytes(bad, jpeg);
+  expect_error([&] { bp::load_dataset("folder:" + root.string()); },
+               bad.string() + ": image is 65500x65500, larger than brainprop decodes");
+}
+
+TEST_F(FolderTest, ClassWithoutTestImagesIsAWarning) {
+  SKIP_WITHOUT_TURBOJPEG();
+  const fs::path root = write_tree();
+  write_jpeg(root / "train" / "dog" / "d.jpg", 6, 4, kColours[3]);
+  fs::create_directories(root / "test" / "dog");  // the class folder is there, empty
+  ::testing::internal::CaptureStderr();
+  const bp::Dataset data = bp::load_dataset("folder:" + root.string(), {1, -1});
+  const std::string err = ::testing::internal::GetCapturedStderr();
+  EXPECT_EQ(data.classes, 3);
+  EXPECT_NE(err.find("brainprop: warning: " + root.string() +
+                     ": 1 of 3 classes have training images but no test images: \"dog\""),
+            std::string::npos)
+      << err;
+  // Every class with test images: no warning.
+  fs::remove_all(root / "train" / "dog");
+  fs::remove_all(root / "test" / "dog");
+  ::testing::internal::CaptureStderr();
+  bp::load_dataset("folder:" + root.string());
+  const std::string quiet = ::testing::internal::GetCapturedStderr();
+  EXPECT_EQ(quiet.find("warning"), std::string::npos) << quiet;
 }
 
 TEST_F(FolderTest, WithoutTurboJpegTheErrorSaysWhatToInstall) {

@@ -3,6 +3,7 @@
 
 #include <filesystem>
 
+#include "io/atomic_file.h"
 #include "test_helpers.h"
 #include "train/sweep.h"
 #include "train/trainer.h"
@@ -69,6 +70,20 @@ TEST(Sweep, RestartSkipsFinishedRunsResumesOthersAndRefusesChangedSettings) {
   TrainConfig changed = c;
   changed.lr = 0.5;
   test::expect_error([&] { run_status(changed); }, "made with lr = 0.1");
+
+  // A damaged summary.json or config.json is a bp::Error naming it, never a JSON library
+  // exception: a number too large for a double, a field of another type, not an object.
+  const std::string summary = (dir.path() / "run" / "summary.json").string();
+  for (const char* text : {"{\"stop_reason\": \"max_epochs\", \"epochs_run\": 1e999}",
+                           "{\"stop_reason\": 3}", "[]"}) {
+    write_file_atomic(summary, text);
+    test::expect_error([&] { run_status(c); }, summary + ": not a valid summary");
+  }
+  const std::string config = (dir.path() / "run" / "config.json").string();
+  write_file_atomic(config, "{\"lr\": 1e999}");
+  test::expect_error([&] { run_status(c); }, config + ": not valid JSON");
+  write_file_atomic(config, "[1]");
+  test::expect_error([&] { run_status(c); }, config + ": not a JSON object");
 }
 
 // A run that diverged is a result, not something to retry: even one that diverged in its first

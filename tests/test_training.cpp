@@ -289,6 +289,28 @@ TEST(Training, RunDirectoryHoldsConfigHistorySummaryAndCheckpoints) {
                          {flipped, "tensor '" + good.tensors.back().name + "' fails its CRC-32 checksum"});
 }
 
+TEST(Training, CheckpointMetadataThatIsNotAnEpochOrJsonIsABpError) {
+  const test::TempDir dir("brainprop-ckpt-meta");
+  const std::string path = (dir.path() / "x.safetensors").string();
+  const NamedTensor t{"w", DType::F32, {1}, {0, 0, 0, 0}};
+  auto write = [&](const std::string& epoch, const std::string& config) {
+    save_safetensors(path, {t}, {{"epoch", epoch}, {"config", config}});
+  };
+  TrainConfig c;
+  c.model = load_model("dense");
+  const std::string config = config_to_json(c).dump();
+  write("4", config);
+  EXPECT_EQ(read_checkpoint_info(path).epoch, 4);
+  for (const std::string epoch : {"", "abc", "3abc", "-1", "99999999999999999999"}) {
+    write(epoch, config);
+    test::expect_error([&] { read_checkpoint_info(path); },
+                       path + ": metadata \"epoch\" is \"" + epoch + "\", not an epoch number");
+  }
+  // nlohmann::json reports a number too large for a double as out_of_range, not parse_error.
+  write("3", "{\"lr\": 1e999}");
+  test::expect_error([&] { read_checkpoint_info(path); }, path + ": metadata \"config\" is not valid JSON");
+}
+
 TEST(Training, CtrlCCheckpointsAtABatchBoundaryAndStops) {
   const Dataset data = synthetic_halves(1000, 100, 11);
   auto be = make_cpu_backend(1);

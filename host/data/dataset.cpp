@@ -1,5 +1,6 @@
 #include "data/dataset.h"
 
+#include <cstdio>
 #include <filesystem>
 #include <string_view>
 
@@ -145,6 +146,32 @@ const SpecForm kSpecForms[] = {
     {"folder", "folder:DIR", nullptr, load_image_folder},
 };
 
+// A class with training images but none in the test split is learnt but never measured: its
+// test accuracy is missing from every figure, silently. Allowed (a small or hand-made folder
+// may lack some), but said once per load, naming the classes and the data set's directory.
+void warn_classes_without_test_images(const Dataset& data) {
+  std::vector<int64_t> train_count(size_t(data.classes), 0), test_count(size_t(data.classes), 0);
+  for (const auto* split : {&data.train, &data.test}) {
+    std::vector<int64_t>& count = split == &data.train ? train_count : test_count;
+    for (int32_t label : split->labels) {
+      if (label >= 0 && label < data.classes) ++count[size_t(label)];
+    }
+  }
+  std::string missing;
+  int n = 0;
+  for (int c = 0; c < data.classes; ++c) {
+    if (train_count[size_t(c)] == 0 || test_count[size_t(c)] > 0) continue;
+    const std::string name = size_t(c) < data.class_names.size() ? data.class_names[size_t(c)] : std::to_string(c);
+    if (++n <= 20) missing += (missing.empty() ? "\"" : ", \"") + name + "\"";
+  }
+  if (n == 0) return;
+  if (n > 20) missing += " and " + std::to_string(n - 20) + " more";
+  std::fprintf(stderr,
+               "brainprop: warning: %s: %d of %d classes have training images but no test images: %s "
+               "(their test accuracy is never measured)\n",
+               data.source.c_str(), n, data.classes, missing.c_str());
+}
+
 std::string forms_list() {
   std::string out;
   for (const std::string& form : dataset_spec_forms()) out += (out.empty() ? "" : ", ") + form;
@@ -171,6 +198,7 @@ Dataset load_dataset(const std::string& spec, const DataLimits& limits) {
       where = form.default_dir;
     }
     Dataset data = form.load(where);
+    warn_classes_without_test_images(data);  // on the whole data set, before the limits
     // Negative limits mean "all" (the -1 default).
     if (limits.train >= 0) data.train.truncate(limits.train);
     if (limits.test >= 0) data.test.truncate(limits.test);

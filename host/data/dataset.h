@@ -32,7 +32,9 @@ struct DataLimits {
 };
 
 // Loads a data set from a spec such as "mnist:DIR", "fashion-mnist" or "fashion-mnist:DIR".
-// Throws bp::Error naming the file and the reason on any missing or malformed input.
+// Throws bp::Error naming the file and the reason on any missing or malformed input. A class
+// with training images but no test images is allowed, with a warning on stderr naming the
+// classes and the data set's directory.
 Dataset load_dataset(const std::string& spec, const DataLimits& limits = {});
 
 // The spec names the data set knows about, for --help and error messages.

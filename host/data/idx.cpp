@@ -33,11 +33,35 @@ std::vector<uint8_t> read_plain(const std::string& path) {
   return bytes;
 }
 
+uint32_t big_endian_u32(const uint8_t* p) {
+  return (uint32_t(p[0]) << 24) | (uint32_t(p[1]) << 16) | (uint32_t(p[2]) << 8) | uint32_t(p[3]);
+}
+
+// The file size an IDX header implies (header plus data), once `bytes` holds the whole
+// header; 0 while it does not, or when the header is one parse_idx will refuse anyway.
+size_t idx_size_from_header(const std::vector<uint8_t>& bytes) {
+  if (bytes.size() < 4 || bytes[0] != 0 || bytes[1] != 0 || bytes[2] != kTypeUnsignedByte) return 0;
+  const int ndims = bytes[3];
+  const size_t header_bytes = 4 + 4 * size_t(ndims);
+  if (ndims < 1 || ndims > kMaxDims || bytes.size() < header_bytes) return 0;
+  int64_t elements = 1;
+  for (int i = 0; i < ndims; ++i) {
+    const int64_t dim = big_endian_u32(&bytes[4 + 4 * size_t(i)]);
+    if (dim != 0 && elements > kMaxElements / dim) return 0;
+    elements *= dim;
+  }
+  return header_bytes + size_t(elements);
+}
+
+// Decompresses `path`, but stops once the data runs past what the IDX header says (an
+// error), or once a header parse_idx will refuse is in: a few kilobytes of gzip can expand to
+// gigabytes (deflate reaches 1000:1), and parse_idx checks sizes only after reading.
 std::vector<uint8_t> read_gzip(const std::string& path) {
   std::unique_ptr<gzFile_s, int (*)(gzFile)> file(gzopen(path.c_str(), "rb"), gzclose);
   if (!file) BP_FAIL(path << ": cannot open gzip file");
   std::vector<uint8_t> bytes;
   std::vector<uint8_t> chunk(1 << 20);
+  size_t expected = 0;  // from the header, once it is in
   for (;;) {
     const int got = gzread(file.get(), chunk.data(), unsigned(chunk.size()));
     if (got < 0) {
@@ -47,6 +71,12 @@ std::vector<uint8_t> read_gzip(const std::string& path) {
     }
     if (got == 0) break;
     bytes.insert(bytes.end(), chunk.begin(), chunk.begin() + got);
+    if (expected == 0) expected = idx_size_from_header(bytes);
+    if (expected == 0 && bytes.size() >= 4 + 4 * size_t(kMaxDims)) break;  // a bad header: parse_idx says why
+    if (expected != 0 && bytes.size() > expected) {
+      BP_FAIL(path << ": trailing garbage: the decompressed data runs past the " << expected
+                   << " bytes (header and data) its IDX header implies");
+    }
   }
   // A stream cut short reads as a clean end of file, with the error left in gzerror.
   int code = Z_OK;
@@ -57,9 +87,6 @@ std::vector<uint8_t> read_gzip(const std::string& path) {
   return bytes;
 }
 
-uint32_t big_endian_u32(const uint8_t* p) {
-  return (uint32_t(p[0]) << 24) | (uint32_t(p[1]) << 16) | (uint32_t(p[2]) << 8) | uint32_t(p[3]);
-}
 
 std::string dims_string(const std::vector<int64_t>& dims) {
   std::string out;

@@ -74,7 +74,8 @@ Dataset load_image_folder(const std::string& dir) {
   source.name = "folder";
   source.root = dir;
   source.class_names = classes;
-  // A class may lack test images, but a class the net can never learn is a mistake.
+  // A class may lack test images (load_dataset warns, naming it), but a class the net can
+  // never learn is a mistake.
   source.train = list_split(root, "train", classes, true);
   source.test = list_split(root, "test", classes, false);
   if (source.test.files.empty()) BP_FAIL((root / "test").string() << ": no JPEG images");

@@ -18,11 +18,13 @@ struct JpegSize {
   int height = 0, width = 0;
 };
 
-// The image size from `path`'s header; throws bp::Error naming `path` if it is unreadable or
-// not a JPEG.
+// The image size from `path`'s header; throws bp::Error naming `path` if it is unreadable,
+// not a JPEG, or larger than brainprop decodes (16384 on a side, 2^26 pixels: the header's
+// size decides the allocation, and JPEG allows 65500 x 65500).
 JpegSize read_jpeg_size(const std::string& path);
 
-// Decodes every file of `paths` to RGB (grayscale JPEGs come out as R = G = B) into `out`,
+// Decodes every file of `paths` to RGB (grayscale JPEGs come out as R = G = B; CMYK and YCCK
+// JPEGs are taken as Adobe's inverted CMYK, R = C * K / 255 and so on) into `out`,
 // paths.size() * height * width * 3 bytes, image i at offset i * height * width * 3.
 // Every image must be height x width: no resizing. Throws bp::Error naming the first file
 // (in `paths` order) that is unreadable, corrupt or of another size.

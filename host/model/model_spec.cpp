@@ -3,6 +3,7 @@
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
+#include <iterator>
 #include <set>
 
 #include "core/error.h"
@@ -308,15 +309,22 @@ ModelSpec load_model(const std::string& name_or_path) {
           known += (known.empty() ? "" : ", ") + entry.path().stem().string();
     BP_FAIL(path << ": no such model file" << (is_path ? "" : " (known models: " + known + ")"));
   }
-  std::ifstream in(path);
+  std::ifstream in(path, std::ios::binary);
   BP_CHECK(in, path << ": cannot open");
+  const std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  BP_CHECK(!in.bad(), path << ": read error");
+  return parse_model_text(text, path);
+}
+
+ModelSpec parse_model_text(std::string_view text, const std::string& source) {
   json doc;
   try {
-    doc = json::parse(in, DuplicateKeyCheck(path));
-  } catch (const json::parse_error& e) {
-    BP_FAIL(path << ": not valid JSON: " << e.what());
+    doc = json::parse(text.begin(), text.end(), DuplicateKeyCheck(source));
+  } catch (const json::exception& e) {
+    // Not only parse_error: a number too large for a double (1e999) is an out_of_range.
+    BP_FAIL(source << ": not valid JSON: " << e.what());
   }
-  return parse_model(doc, path);
+  return parse_model(doc, source);
 }
 
 }  // namespace bp

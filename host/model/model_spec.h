@@ -3,6 +3,7 @@
 #pragma once
 #include <nlohmann/json.hpp>
 #include <string>
+#include <string_view>
 #include <vector>
 
 namespace bp {
@@ -43,6 +44,8 @@ struct ModelSpec {
 // Parses and validates; `source` (a file path) prefixes every error, followed by the JSON
 // path of the offending field, e.g. "models/x.json: layers[2].units: must be > 0, got -3".
 ModelSpec parse_model(const nlohmann::json& doc, const std::string& source);
+// Parses model-file text (JSON, duplicate keys refused) and validates it as parse_model does.
+ModelSpec parse_model_text(std::string_view text, const std::string& source);
 // Reads models/NAME.json for a bare name, or the given path for anything ending in .json.
 ModelSpec load_model(const std::string& name_or_path);
 // The fully resolved spec, every default written out (what config.json records).

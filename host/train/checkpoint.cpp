@@ -1,5 +1,8 @@
 #include "train/checkpoint.h"
 
+#include <cerrno>
+#include <climits>
+#include <cstdlib>
 #include <cstring>
 
 #include "io/safetensors.h"
@@ -61,14 +64,21 @@ CheckpointInfo read_checkpoint_info(const std::string& path) {
                                              << "\" in the metadata)");
     return it->second;
   };
+  // std::stoi would throw its own exceptions, and take "3abc" as 3.
+  const std::string& epoch = field("epoch");
+  char* end = nullptr;
+  errno = 0;
+  const long value = std::strtol(epoch.c_str(), &end, 10);
+  BP_CHECK(!epoch.empty() && *end == '\0' && errno == 0 && value >= 0 && value <= INT_MAX,
+           path << ": metadata \"epoch\" is \"" << epoch << "\", not an epoch number");
+  info.epoch = int(value);
   nlohmann::json config;
   try {
     config = nlohmann::json::parse(field("config"));
-  } catch (const nlohmann::json::parse_error& e) {
+  } catch (const nlohmann::json::exception& e) {  // parse_error, or out_of_range for 1e999
     BP_FAIL(path << ": metadata \"config\" is not valid JSON: " << e.what());
   }
   info.config = config_from_json(config, path);
-  info.epoch = std::stoi(field("epoch"));
   info.tensors = tensor_bytes(file, path, DType::F32);
   return info;
 }

@@ -57,9 +57,10 @@ RunStatus run_status(const TrainConfig& wanted) {
   nlohmann::json stored;
   try {
     stored = nlohmann::json::parse(read_file(config_path));
-  } catch (const nlohmann::json::parse_error& e) {
+  } catch (const nlohmann::json::exception& e) {  // parse_error, or out_of_range for 1e999
     BP_FAIL(config_path << ": not valid JSON: " << e.what());
   }
+  BP_CHECK(stored.is_object(), config_path << ": not a JSON object");
   // How a run executes (threads, backend, math mode) and how long it may go on may change between
   // invocations; what it computes may not.
   nlohmann::json want = config_to_json(wanted);
@@ -74,16 +75,20 @@ RunStatus run_status(const TrainConfig& wanted) {
                          << ", the sweep asks for " << item.value().dump()
                          << "; use another sweep directory");
   if (!fs::exists(dir / "summary.json")) return RunStatus::Resume;
-  nlohmann::json summary;
+  const std::string summary_path = (dir / "summary.json").string();
+  std::string reason;
+  int epochs_run = 0;
   try {
-    summary = nlohmann::json::parse(read_file((dir / "summary.json").string()));
-  } catch (const nlohmann::json::parse_error& e) {
-    BP_FAIL((dir / "summary.json").string() << ": not valid JSON: " << e.what());
+    const nlohmann::json summary = nlohmann::json::parse(read_file(summary_path));
+    BP_CHECK(summary.is_object(), summary_path << ": not a valid summary: not a JSON object");
+    reason = summary.value("stop_reason", "");
+    epochs_run = summary.value("epochs_run", 0);
+  } catch (const nlohmann::json::exception& e) {  // invalid, 1e999, or a field of another type
+    BP_FAIL(summary_path << ": not a valid summary: " << e.what());
   }
   // A diverged run (nan_loss, nonfinite_weights) is done: rerunning it diverges again.
-  const std::string reason = summary.value("stop_reason", "");
   if (reason == "interrupted") return RunStatus::Resume;
-  if (reason == "max_epochs" && summary.value("epochs_run", 0) < wanted.max_epochs) return RunStatus::Resume;
+  if (reason == "max_epochs" && epochs_run < wanted.max_epochs) return RunStatus::Resume;
   return RunStatus::Done;
 }
 
