@@ -46,6 +46,16 @@ long lock_holder_pid(const std::string& dir) {
   return std::strtol(text.c_str(), nullptr, 10);
 }
 
+bool run_directory_in_use(const std::string& dir, long* holder_pid) {
+  const std::string lock_path = dir + "/" + kLockFile;
+  const int fd = ::open(lock_path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return false;  // never locked
+  const bool busy = ::flock(fd, LOCK_SH | LOCK_NB) != 0 && errno == EWOULDBLOCK;
+  ::close(fd);
+  if (busy && holder_pid) *holder_pid = lock_holder_pid(dir);
+  return busy;
+}
+
 RunDirectory::RunDirectory(const std::string& dir, RunStart start) : dir_(dir) {
   if (dir_.empty()) return;
   std::error_code ec;

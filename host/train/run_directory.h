@@ -60,4 +60,8 @@ class RunDirectory {
 // The pid written in `dir`/.lock, or 0 when there is none; for messages.
 long lock_holder_pid(const std::string& dir);
 
+// Whether another process holds `dir`'s lock now (a run in progress), with its pid. Takes and
+// drops the lock to find out, so it must not be called by the holder itself.
+bool run_directory_in_use(const std::string& dir, long* holder_pid = nullptr);
+
 }  // namespace bp

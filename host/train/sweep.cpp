@@ -1,9 +1,14 @@
 #include "train/sweep.h"
 
+#include <algorithm>
+#include <cmath>
+#include <cstdio>
 #include <filesystem>
+#include <fstream>
 
 #include "core/error.h"
 #include "io/atomic_file.h"
+#include "train/run_directory.h"
 #include "train/trainer.h"
 
 namespace bp {
@@ -103,6 +108,107 @@ std::string stored_stop_reason(const std::string& run_dir) {
   } catch (const std::exception&) {
     return "";
   }
+}
+
+}  // namespace bp
+
+namespace bp {
+
+Shard parse_shard(const std::string& text) {
+  const size_t slash = text.find('/');
+  Shard s;
+  try {
+    size_t used_k = 0, used_n = 0;
+    BP_CHECK(slash != std::string::npos, "");
+    s.index = std::stoi(text.substr(0, slash), &used_k);
+    s.count = std::stoi(text.substr(slash + 1), &used_n);
+    BP_CHECK(used_k == slash && used_n == text.size() - slash - 1, "");
+  } catch (const std::exception&) {
+    BP_FAIL("--shard expects K/N (e.g. 2/8), got \"" << text << "\"");
+  }
+  BP_CHECK(s.count >= 1 && s.index >= 1 && s.index <= s.count,
+           "--shard K/N needs 1 <= K <= N, got " << text);
+  return s;
+}
+
+bool in_shard(size_t grid_index, const Shard& shard) {
+  return int(grid_index % size_t(shard.count)) == shard.index - 1;
+}
+
+Placement make_placement(int jobs, const std::vector<int>& gpus) {
+  BP_CHECK(jobs >= 1, "--jobs must be >= 1, got " << jobs);
+  Placement p;
+  p.jobs = jobs;
+  p.gpus = gpus;
+  for (size_t i = 0; i < gpus.size(); ++i) {
+    BP_CHECK(gpus[i] >= 0, "--gpus takes device numbers >= 0, got " << gpus[i]);
+    for (size_t j = 0; j < i; ++j) BP_CHECK(gpus[j] != gpus[i], "--gpus names GPU " << gpus[i] << " twice");
+  }
+  BP_CHECK(gpus.empty() || size_t(jobs) >= gpus.size(),
+           "--jobs " << jobs << " cannot use " << gpus.size() << " GPUs; give --jobs " << gpus.size()
+                     << " or more (several runs share a GPU when --jobs exceeds the GPU count)");
+  for (size_t g = 0; g < gpus.size(); ++g)
+    p.slots.push_back(jobs / int(gpus.size()) + (int(g) < jobs % int(gpus.size()) ? 1 : 0));
+  return p;
+}
+
+RunState describe_run(const TrainConfig& wanted) {
+  namespace fs = std::filesystem;
+  RunState s;
+  s.status = run_status(wanted);
+  const fs::path dir(wanted.out_dir);
+  {
+    std::ifstream history(dir / "history.jsonl");
+    std::string line;
+    while (std::getline(history, line))
+      if (!line.empty()) ++s.epochs_done;
+  }
+  if (run_directory_in_use(wanted.out_dir, &s.running_pid)) {
+    s.state = "running";
+    s.detail = "pid " + std::to_string(s.running_pid) + ", epoch " + std::to_string(s.epochs_done) +
+               "/" + std::to_string(wanted.max_epochs);
+    return s;
+  }
+  const std::string reason = stored_stop_reason(wanted.out_dir);
+  switch (s.status) {
+    case RunStatus::Done:
+      s.state = diverged(reason) ? "failed (" + reason + ")" : "done";
+      s.detail = reason + ", " + std::to_string(s.epochs_done) + " epochs";
+      break;
+    case RunStatus::Resume:
+      s.state = "partial";
+      s.detail = "epoch " + std::to_string(s.epochs_done) + "/" + std::to_string(wanted.max_epochs);
+      break;
+    case RunStatus::Fresh:
+      s.state = "not started";
+      break;
+  }
+  return s;
+}
+
+std::optional<double> sweep_eta_seconds(const SweepProgress& p) {
+  if (p.epochs_timed <= 0) return std::nullopt;
+  const double per_epoch = p.epoch_seconds / double(p.epochs_timed);
+  return double(p.epochs_remaining) * per_epoch / double(std::max(1, p.concurrency));
+}
+
+std::string format_duration(double seconds) {
+  const long s = std::lround(std::max(0.0, seconds));
+  char text[32];
+  if (s < 60) std::snprintf(text, sizeof text, "%lds", s);
+  else if (s < 3600) std::snprintf(text, sizeof text, "%ldm%02lds", s / 60, s % 60);
+  else std::snprintf(text, sizeof text, "%ldh%02ldm", s / 3600, (s % 3600) / 60);
+  return text;
+}
+
+std::string sweep_progress_line(const SweepProgress& p, int width) {
+  const int filled = p.runs_total > 0 ? int(int64_t(width) * p.runs_done / p.runs_total) : 0;
+  std::string line = "sweep [" + std::string(size_t(filled), '#') + std::string(size_t(width - filled), '.') +
+                     "] " + std::to_string(p.runs_done) + "/" + std::to_string(p.runs_total) +
+                     " runs done, " + std::to_string(p.runs_running) + " running";
+  const auto eta = sweep_eta_seconds(p);
+  line += eta ? ", ETA <= " + format_duration(*eta) : ", ETA after the first epoch";
+  return line;
 }
 
 }  // namespace bp
