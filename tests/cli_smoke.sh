@@ -109,6 +109,18 @@ if [ -d /usr/share/datasets/fashion-mnist ]; then
       "'$B' sweep --data fashion-mnist --models '$T/tiny.json' --seeds 1 --epochs 1 --train-limit 1000 --test-limit 200 --out '$T/sweep' --dry-run | grep -c ' done' | grep -q 2"
   check "report" bash -c "'$B' report '$T/sweep' --no-figures > /dev/null && test -s '$T/sweep/report/table.csv'"
   check "report counts the runs" bash -c "'$B' report '$T/sweep' --no-figures | grep -q '^2 runs: 2 finished, 0 failed, 0 unfinished$'"
+  # Several directories make one report: the sweep split in two (one run directory each) is the
+  # sweep; a directory given twice counts once.
+  mkdir -p "$T/shard1" "$T/shard2"
+  cp -r "$T"/sweep/*-brainprop-s1 "$T/shard1/"
+  cp -r "$T"/sweep/*-ebp-s1 "$T/shard2/"
+  check "report of two shard directories" bash -c "'$B' report '$T/shard1' '$T/shard2' --out '$T/merged' --no-figures \
+      | grep -q '^2 runs: 2 finished, 0 failed, 0 unfinished$' && test -s '$T/merged/table.csv'"
+  for f in table.md table.csv curves.csv; do
+    check "... its $f is the whole sweep's" cmp "$T/merged/$f" "$T/sweep/report/$f"
+  done
+  check "report of a directory given twice counts its runs once" bash -c "'$B' report '$T/sweep' '$T/sweep/' \
+      --out '$T/twice' --no-figures | grep -q '^2 runs: 2 finished' && cmp '$T/twice/table.csv' '$T/sweep/report/table.csv'"
 
   # A figure never measured is null in summary.json and n/a in text: EBP on conv at lr 10 has
   # non-finite weights in epoch 1 (exit status 3).

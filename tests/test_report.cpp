@@ -490,6 +490,145 @@ TEST_F(ReportFiles, WriteReportWritesTheTablesAndCurves) {
   EXPECT_EQ(report::find_run_dirs(sweep()).size(), 7u);
 }
 
+// ---- several directories merged (the shards of a sweep) ----
+
+class ReportMerge : public ReportTest {
+ protected:
+  // A grid of 2 models x 2 rules x 3 seeds, finished runs with curves of different lengths,
+  // written under `root` (relative to the test directory); `keep(i)` picks the runs.
+  template <typename Keep>
+  void write_grid(const std::string& root, Keep keep) const {
+    int i = 0;
+    for (const char* model : {"dense", "conv"})
+      for (const char* rule : {"brainprop", "ebp"})
+        for (unsigned long long seed = 1; seed <= 3; ++seed, ++i) {
+          if (!keep(i)) continue;
+          FakeRun r;
+          r.rel_dir = root + "/fm-" + model + "-" + rule + "-s" + std::to_string(seed);
+          r.rule = rule;
+          r.seed = seed;
+          for (int e = 0; e < 2 + i % 4; ++e) r.val_curve.push_back(0.1 + 0.07 * e + 0.013 * i);
+          r.finished = true;
+          r.best_epoch = 3 + i;
+          r.best_val = 0.8 + 0.011 * i;
+          r.test = 0.79 + 0.009 * i;
+          write_run(r, "fashion-mnist", model);
+        }
+  }
+  std::string at(const std::string& rel) const { return (dir_ / rel).string(); }
+  // table.md, table.csv and curves.csv of a report directory.
+  std::vector<std::string> texts(const report::ReportFiles& f) const {
+    return {slurp(f.table_md), slurp(f.table_csv), slurp(f.curves_csv)};
+  }
+};
+
+// `report A B` of a sweep split in two equals `report` of the whole sweep, byte for byte, in
+// table.md, table.csv and curves.csv (runs.csv names the directories, which differ).
+TEST_F(ReportMerge, ShardsInTwoDirectoriesMakeTheReportOfOneDirectory) {
+  write_grid("whole", [](int) { return true; });
+  write_grid("shard-a", [](int i) { return i % 3 != 1; });
+  write_grid("shard-b", [](int i) { return i % 3 == 1; });
+  report::ReportFiles whole, merged;
+  const Sweep w = report::write_report(at("whole"), &whole);
+  const Sweep m = report::write_report({at("shard-a"), at("shard-b")}, at("merged"), &merged);
+  EXPECT_EQ(merged.report_dir, at("merged"));
+  ASSERT_EQ(w.groups.size(), 4u);
+  ASSERT_EQ(m.groups.size(), 4u);
+  for (const report::Group& g : m.groups) EXPECT_EQ(g.runs.size(), 3u);
+  EXPECT_TRUE(m.warnings.empty());
+  const std::vector<std::string> expected = texts(whole), got = texts(merged);
+  EXPECT_EQ(got[0], expected[0]);  // table.md
+  EXPECT_EQ(got[1], expected[1]);  // table.csv
+  EXPECT_EQ(got[2], expected[2]);  // curves.csv
+  EXPECT_EQ(report::run_counts(m), "12 runs: 12 finished, 0 failed, 0 unfinished");
+  // runs.csv: the same runs, each in its own directory.
+  const std::string runs = slurp(merged.runs_csv);
+  EXPECT_NE(runs.find(at("shard-b") + "/fm-dense-brainprop-s2,"), std::string::npos) << runs;
+  EXPECT_NE(runs.find(at("shard-a") + "/fm-dense-brainprop-s1,"), std::string::npos) << runs;
+}
+
+// A directory given twice, a sweep directory inside another, a run directory given on its own:
+// each run directory counts once.
+TEST_F(ReportMerge, ARunReachedTwiceCountsOnce) {
+  write_grid("whole", [](int) { return true; });
+  write_grid("nest", [](int i) { return i < 6; });
+  write_grid("nest/inner", [](int i) { return i >= 6; });  // two levels down from nest
+  report::ReportFiles whole, merged;
+  report::write_report(at("whole"), &whole);
+  const Sweep m = report::write_report(
+      {at("nest"), at("nest/inner"), at("nest") + "/", at("nest/inner/fm-conv-ebp-s3"),
+       at("nest/../nest/inner/fm-conv-ebp-s3")},
+      at("merged"), &merged);
+  size_t finished = 0;
+  for (const report::Group& g : m.groups) finished += g.runs.size();
+  EXPECT_EQ(finished, 12u);
+  EXPECT_TRUE(m.warnings.empty()) << m.warnings[0];
+  EXPECT_EQ(texts(merged), texts(whole));
+  // A run directory as the only directory: its report, under it.
+  report::ReportFiles one;
+  const Sweep single = report::write_report(at("whole/fm-conv-ebp-s3"), &one);
+  EXPECT_EQ(one.report_dir, at("whole/fm-conv-ebp-s3/report"));
+  ASSERT_EQ(single.groups.size(), 1u);
+  EXPECT_EQ(single.groups[0].runs.size(), 1u);
+}
+
+// A run reached twice, once through the sweep directory whose sweep.json records its error:
+// failed, whichever way it is reached first.
+TEST_F(ReportMerge, ARecordedFailureWinsOverUnfinishedWhenReachedTwice) {
+  write_grid("sweep", [](int i) { return i < 3; });
+  fs::remove(dir_ / "sweep" / "fm-dense-brainprop-s2" / "summary.json");  // unfinished
+  const nlohmann::json record = {
+      {"runs", {{{"name", "fm-dense-brainprop-s2"}, {"outcome", "error"}, {"error", "killed"}}}}};
+  std::ofstream(dir_ / "sweep" / "sweep.json") << record.dump(2);
+  for (const std::vector<std::string>& dirs :
+       {std::vector<std::string>{at("sweep/fm-dense-brainprop-s2"), at("sweep")},
+        std::vector<std::string>{at("sweep"), at("sweep/fm-dense-brainprop-s2")}}) {
+    const Sweep m = report::aggregate(report::read_sweeps(dirs));
+    EXPECT_TRUE(m.unfinished.empty());
+    ASSERT_EQ(m.failed.size(), 1u);
+    EXPECT_EQ(m.failed[0].reason, "error (sweep.json): killed");
+  }
+}
+
+// Two different run directories of the same (data, model, rule, seed), e.g. two shards that both
+// ran one grid point: both count, and a warning names both directories.
+TEST_F(ReportMerge, TheSameRunInTwoDirectoriesIsWarnedAbout) {
+  write_grid("shard-a", [](int i) { return i < 8; });
+  write_grid("shard-b", [](int i) { return i >= 5; });  // 5, 6, 7 in both
+  const Sweep m = report::aggregate(report::read_sweeps({at("shard-a"), at("shard-b")}));
+  ASSERT_EQ(m.warnings.size(), 3u);
+  EXPECT_NE(m.warnings[0].find("seed 1 appears in 2 runs (" + at("shard-a") +
+                               "/fm-conv-brainprop-s1, " + at("shard-b") +
+                               "/fm-conv-brainprop-s1); each counts as a seed"),
+            std::string::npos)
+      << m.warnings[0];
+  EXPECT_NE(report::markdown_report(m).find("## Warnings"), std::string::npos);
+}
+
+// The failures each directory's sweep.json records merge too.
+TEST_F(ReportMerge, FailuresRecordedInEachSweepJsonMerge) {
+  write_grid("shard-a", [](int i) { return i % 2 == 0; });
+  write_grid("shard-b", [](int i) { return i % 2 == 1; });
+  auto record_error = [&](const std::string& shard, const std::string& name) {
+    const nlohmann::json record = {
+        {"runs",
+         {{{"name", name}, {"data", "mnist:/nonexistent"}, {"model", "dense"}, {"rule", "ebp"},
+           {"seed", 1}, {"outcome", "error"}, {"failed", true}, {"error", "no data"}}}}};
+    std::ofstream(dir_ / shard / "sweep.json") << record.dump(2);
+  };
+  record_error("shard-a", "mnist-dense-ebp-s1");
+  record_error("shard-b", "mnist-dense-ebp-s2");
+  const Sweep m = report::aggregate(report::read_sweeps({at("shard-a"), at("shard-b")}));
+  ASSERT_EQ(m.failed.size(), 2u);
+  EXPECT_EQ(m.failed[0].dir, at("shard-a/mnist-dense-ebp-s1"));
+  EXPECT_EQ(m.failed[1].dir, at("shard-b/mnist-dense-ebp-s2"));
+  EXPECT_EQ(m.failed[1].reason, "error (sweep.json): no data");
+  EXPECT_EQ(m.groups[0].data_label, "mnist");
+  EXPECT_EQ(m.groups[0].failed, 2);
+  // Given twice, a recorded failure still counts once.
+  EXPECT_EQ(report::aggregate(report::read_sweeps({at("shard-a"), at("shard-a")})).failed.size(), 1u);
+}
+
 // ---- figures ----
 
 TEST_F(ReportFigures, MissingPythonIsAReasonNotAnError) {

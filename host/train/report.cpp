@@ -27,7 +27,7 @@ bool is_file(const fs::path& p) {
 
 // A run directory holds config.json and the history (or, for a run that diverged in its first
 // epoch and so never wrote a history line, the summary).
-bool is_run_dir(const fs::path& dir) {
+bool is_run_path(const fs::path& dir) {
   return is_file(dir / "config.json") &&
          (is_file(dir / "history.jsonl") || is_file(dir / "summary.json"));
 }
@@ -119,12 +119,12 @@ std::vector<std::string> find_run_dirs(const std::string& sweep_dir) {
     return out;
   };
   for (const fs::path& level1 : subdirs(sweep_dir)) {
-    if (is_run_dir(level1)) {
+    if (is_run_path(level1)) {
       runs.push_back(level1.string());
       continue;
     }
     for (const fs::path& level2 : subdirs(level1))
-      if (is_run_dir(level2)) runs.push_back(level2.string());
+      if (is_run_path(level2)) runs.push_back(level2.string());
   }
   std::sort(runs.begin(), runs.end());
   return runs;
@@ -265,6 +265,34 @@ std::vector<RunRecord> read_sweep(const std::string& sweep_dir) {
     }
   } catch (const nlohmann::json::exception& e) {
     BP_FAIL(sweep_json << ": not a brainprop sweep record: " << e.what());
+  }
+  std::sort(runs.begin(), runs.end(),
+            [](const RunRecord& a, const RunRecord& b) { return a.dir < b.dir; });
+  return runs;
+}
+
+bool is_run_dir(const std::string& dir) { return is_run_path(dir); }
+
+std::vector<RunRecord> read_sweeps(const std::vector<std::string>& dirs) {
+  std::vector<RunRecord> runs;
+  std::map<std::string, size_t> by_path;  // canonical path -> index in runs
+  for (const std::string& dir : dirs) {
+    std::vector<RunRecord> found;
+    if (is_run_path(dir)) found.push_back(read_run(dir));
+    else found = read_sweep(dir);
+    for (RunRecord& r : found) {
+      std::error_code ec;
+      fs::path canonical = fs::weakly_canonical(r.dir, ec);
+      if (ec) canonical = fs::absolute(r.dir).lexically_normal();
+      const auto [it, fresh] = by_path.emplace(canonical.string(), runs.size());
+      if (fresh) {
+        runs.push_back(std::move(r));
+      } else if (runs[it->second].outcome == Outcome::Unfinished && r.outcome == Outcome::Failed) {
+        // Reached through a directory whose sweep.json records its error.
+        runs[it->second].outcome = r.outcome;
+        runs[it->second].reason = r.reason;
+      }
+    }
   }
   std::sort(runs.begin(), runs.end(),
             [](const RunRecord& a, const RunRecord& b) { return a.dir < b.dir; });
@@ -481,7 +509,8 @@ std::string markdown_row(const TableRow& row) {
 
 std::string markdown_report(const Sweep& sweep) {
   std::ostringstream md;
-  md << "# brainprop report" << (sweep.dir.empty() ? "" : ": " + sweep.dir) << "\n\n";
+  // No directory in the title: the merged report of a sweep's shards is the sweep's report.
+  md << "# brainprop report\n\n";
   const std::vector<TableRow> rows = table_rows(sweep);
   if (rows.empty()) {
     md << "No finished or failed runs: nothing to tabulate.\n";
@@ -678,9 +707,15 @@ std::vector<std::string> expected_figures(const Sweep& sweep) {
 }
 
 Sweep write_report(const std::string& sweep_dir, ReportFiles* files) {
-  Sweep sweep = aggregate(read_sweep(sweep_dir), sweep_dir);
+  return write_report(std::vector<std::string>{sweep_dir}, (fs::path(sweep_dir) / "report").string(),
+                      files);
+}
+
+Sweep write_report(const std::vector<std::string>& dirs, const std::string& report_dir,
+                   ReportFiles* files) {
+  Sweep sweep = aggregate(read_sweeps(dirs), join(dirs, ", "));
   ReportFiles out;
-  out.report_dir = (fs::path(sweep_dir) / "report").string();
+  out.report_dir = report_dir;
   std::error_code ec;
   fs::create_directories(out.report_dir, ec);
   BP_CHECK(!ec, out.report_dir << ": cannot create the report directory: " << ec.message());

@@ -58,6 +58,18 @@ RunRecord read_run(const std::string& dir);
 // own, with the data, model, rule and seed sweep.json names. Sorted by directory.
 std::vector<RunRecord> read_sweep(const std::string& sweep_dir);
 
+// Whether `dir` is a run directory: config.json and history.jsonl (or summary.json).
+bool is_run_dir(const std::string& dir);
+
+// The runs of several directories, merged (the shards of a sweep, `brainprop report DIR1
+// DIR2 ...`): read_sweep of each, or read_run of a directory that is a run directory itself.
+// A run directory reached through two of them (the same canonical path: a directory given
+// twice, a sweep directory inside another, a run directory also given on its own) is one
+// run, read once (a failure sweep.json records for it wins over "unfinished"). Two different
+// run directories of the same (data, model, rule, seed) are two runs: `aggregate` warns about
+// the duplicate seed, naming both. Sorted by directory.
+std::vector<RunRecord> read_sweeps(const std::vector<std::string>& dirs);
+
 struct MeanStd {
   double mean = 0, std = 0;  // std: sample standard deviation (n - 1); 0 when n == 1
   int n = 0;                 // 0: nothing measured (mean and std mean nothing: "n/a")
@@ -81,6 +93,9 @@ struct Group {
 };
 
 struct Sweep {
+  // The directory (or directories, ", "-separated) the runs were read from. Not in table.md,
+  // table.csv or curves.csv: those depend on the runs, not on where they live (the listings of
+  // failed and unfinished runs, the warnings and runs.csv name each run's own directory).
   std::string dir;
   std::vector<Group> groups;            // sorted by data label, model, rule
   std::vector<RunRecord> failed;        // counted in their group's `failed`, out of the means
@@ -124,7 +139,8 @@ std::string markdown_row(const TableRow& row);
 // The header and separator lines of the table (two lines, each ending in '\n').
 std::string markdown_header();
 // The whole table.md: title, table, notes on the columns, the run counts, the failed and the
-// unfinished runs, warnings.
+// unfinished runs, warnings. The title does not name the sweep directory: the report of the
+// shards of a sweep, merged, is the report of the sweep.
 std::string markdown_report(const Sweep& sweep);
 
 // table.csv: one row per (data, model, rule), unrounded, accuracies as fractions; a figure
@@ -162,6 +178,9 @@ struct ReportFiles {
   std::string report_dir, table_md, table_csv, runs_csv, curves_csv;
 };
 Sweep write_report(const std::string& sweep_dir, ReportFiles* files = nullptr);
+// The same for the runs of several directories (read_sweeps), written to `report_dir`.
+Sweep write_report(const std::vector<std::string>& dirs, const std::string& report_dir,
+                   ReportFiles* files = nullptr);
 
 // ---- figures: scripts/plot_report.py draws them from curves.csv ----
 
