@@ -1,6 +1,7 @@
 #!/usr/bin/env python3
 """Checks that a run directory holds exactly what an uninterrupted run's holds: the same history,
-summary, trainer state and tensor bytes in last.safetensors and best.safetensors; timings aside.
+summary, trainer state and tensor bytes in last.safetensors and best.safetensors; timings and
+how it executed (threads, backend, math mode in the config) aside.
 Also that no temporary file or uncommitted best.next.safetensors is left behind.
 Usage: compare_runs.py REFERENCE_RUN_DIR RUN_DIR   (exit 1 with the differences)"""
 import json
@@ -10,6 +11,7 @@ import struct
 import sys
 
 TIMINGS = {"seconds", "images_per_second", "total_seconds", "partial_seconds"}
+EXECUTION = {"threads", "backend", "math"}
 
 
 def untimed(record):
@@ -31,6 +33,8 @@ def safetensors(path):
                for name, t in header.items()}
     if "history" in meta:
         meta["history"] = history(meta["history"])
+    if "config" in meta:  # how a run executes may differ; what it computes may not
+        meta["config"] = {k: v for k, v in json.loads(meta["config"]).items() if k not in EXECUTION}
     if "trainer_state" in meta:
         meta["trainer_state"] = untimed(json.loads(meta["trainer_state"]))
     return tensors, meta

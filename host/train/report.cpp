@@ -232,39 +232,52 @@ std::vector<RunRecord> read_sweep(const std::string& sweep_dir) {
   // The errors `brainprop sweep` recorded: {"runs": [{"name", "dir", "data", "model", "rule",
   // "seed", "val", "outcome", "stop_reason", "failed", "error"}, ...]} (entries without
   // "error" add nothing).
-  const std::string sweep_json = (fs::path(sweep_dir) / "sweep.json").string();
-  if (!is_file(sweep_json)) return runs;
-  const nlohmann::json record = parse_json_file(sweep_json);
-  try {
-    if (!record.contains("runs")) return runs;
-    for (const nlohmann::json& entry : record.at("runs")) {
-      if (!entry.contains("error") || entry.at("error").is_null()) continue;
-      const std::string name = entry.at("name").get<std::string>();
-      const std::string error = entry.at("error").get<std::string>();
-      // `brainprop sweep` makes SWEEP_DIR/<name>: a run directory one level down.
-      const auto without_trailing_slash = [](fs::path p) { return p.has_filename() ? p : p.parent_path(); };
-      auto it = std::find_if(runs.begin(), runs.end(), [&](const RunRecord& r) {
-        return fs::path(r.dir).filename() == name &&
-               fs::path(r.dir).parent_path() == without_trailing_slash(sweep_dir);
-      });
-      if (it == runs.end()) {
-        RunRecord r;
-        r.dir = (fs::path(sweep_dir) / name).string();
-        r.data = entry.value("data", "?");
-        r.model = entry.value("model", "?");
-        r.rule = entry.value("rule", "?");
-        r.val = entry.value("val", "?");
-        r.seed = entry.value("seed", 0ull);
-        runs.push_back(std::move(r));
-        it = runs.end() - 1;
-      } else if (it->outcome == Outcome::Finished) {
-        continue;  // finished since: the error is history
+  // sweep.json, and sweep.shard-K-of-N.json of each `sweep --shard K/N` sharing the directory.
+  std::vector<std::string> records;
+  if (is_file((fs::path(sweep_dir) / "sweep.json").string()))
+    records.push_back((fs::path(sweep_dir) / "sweep.json").string());
+  std::error_code ec;
+  std::vector<std::string> shard_records;
+  for (const auto& entry : fs::directory_iterator(sweep_dir, ec)) {
+    const std::string name = entry.path().filename().string();
+    if (name.rfind("sweep.shard-", 0) == 0 && entry.path().extension() == ".json" && entry.is_regular_file())
+      shard_records.push_back(entry.path().string());
+  }
+  std::sort(shard_records.begin(), shard_records.end());
+  records.insert(records.end(), shard_records.begin(), shard_records.end());
+  for (const std::string& sweep_json : records) {
+    const nlohmann::json record = parse_json_file(sweep_json);
+    try {
+      if (!record.contains("runs")) continue;
+      for (const nlohmann::json& entry : record.at("runs")) {
+        if (!entry.contains("error") || entry.at("error").is_null()) continue;
+        const std::string name = entry.at("name").get<std::string>();
+        const std::string error = entry.at("error").get<std::string>();
+        // `brainprop sweep` makes SWEEP_DIR/<name>: a run directory one level down.
+        const auto without_trailing_slash = [](fs::path p) { return p.has_filename() ? p : p.parent_path(); };
+        auto it = std::find_if(runs.begin(), runs.end(), [&](const RunRecord& r) {
+          return fs::path(r.dir).filename() == name &&
+                 fs::path(r.dir).parent_path() == without_trailing_slash(sweep_dir);
+        });
+        if (it == runs.end()) {
+          RunRecord r;
+          r.dir = (fs::path(sweep_dir) / name).string();
+          r.data = entry.value("data", "?");
+          r.model = entry.value("model", "?");
+          r.rule = entry.value("rule", "?");
+          r.val = entry.value("val", "?");
+          r.seed = entry.value("seed", 0ull);
+          runs.push_back(std::move(r));
+          it = runs.end() - 1;
+        } else if (it->outcome == Outcome::Finished) {
+          continue;  // finished since: the error is history
+        }
+        it->outcome = Outcome::Failed;
+        it->reason = "error (" + fs::path(sweep_json).filename().string() + "): " + error;
       }
-      it->outcome = Outcome::Failed;
-      it->reason = "error (sweep.json): " + error;
+    } catch (const nlohmann::json::exception& e) {
+      BP_FAIL(sweep_json << ": not a brainprop sweep record: " << e.what());
     }
-  } catch (const nlohmann::json::exception& e) {
-    BP_FAIL(sweep_json << ": not a brainprop sweep record: " << e.what());
   }
   std::sort(runs.begin(), runs.end(),
             [](const RunRecord& a, const RunRecord& b) { return a.dir < b.dir; });
