@@ -37,6 +37,7 @@ reference's protocol is --val test.
                  run after another in this process. A run's history does not depend on --jobs.
   --gpus 0,1     place the runs on these GPUs round-robin (each child sees only its GPU, as
                  CUDA_VISIBLE_DEVICES); --jobs above the GPU count puts several runs on a GPU.
+                 The numbers index the GPUs this process sees (under Slurm, its allocation).
   --shard K/N    only the K-th of N parts of the grid (run i of the grid is in part i mod N + 1):
                  one sweep over many machines through a batch scheduler (docs/experiments.md has
                  the `sbatch --array` script). Shards may share SWEEP_DIR (each run is locked

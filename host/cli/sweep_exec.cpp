@@ -4,11 +4,13 @@
 #include <unistd.h>
 
 #include <chrono>
+#include <cstdlib>
 #include <cstdio>
 #include <deque>
 #include <filesystem>
 #include <fstream>
 #include <map>
+#include <sstream>
 #include <thread>
 
 #include "cli/train_options.h"
@@ -113,6 +115,19 @@ std::string error_in_log(const std::string& log) {
     if (at != std::string::npos) found = line.substr(at + 7);
   }
   return found;
+}
+
+// What CUDA_VISIBLE_DEVICES a child placed on `gpu` gets: --gpus numbers the devices this process
+// sees, so under a scheduler that set CUDA_VISIBLE_DEVICES=3,5 (Slurm does), --gpus 1 is device 5.
+std::string visible_device(int gpu) {
+  const char* visible = std::getenv("CUDA_VISIBLE_DEVICES");
+  if (!visible || !*visible) return std::to_string(gpu);
+  std::vector<std::string> ids;
+  std::stringstream in(visible);
+  for (std::string id; std::getline(in, id, ',');) ids.push_back(id);
+  BP_CHECK(gpu < int(ids.size()), "--gpus " << gpu << ": this process sees only " << ids.size()
+                                            << " GPUs (CUDA_VISIBLE_DEVICES=" << visible << ")");
+  return ids[size_t(gpu)];
 }
 
 }  // namespace
@@ -247,7 +262,7 @@ int execute_in_children(const SweepInvocation& sweep) {
         spec.argv = {"brainprop", "sweep"};
         spec.argv.insert(spec.argv.end(), sweep.child_args.begin(), sweep.child_args.end());
         spec.argv.insert(spec.argv.end(), {"--run-one", r.name, "--no-progress"});
-        if (!place.gpus.empty()) spec.env.push_back({"CUDA_VISIBLE_DEVICES", std::to_string(place.gpus[q])});
+        if (!place.gpus.empty()) spec.env.push_back({"CUDA_VISIBLE_DEVICES", visible_device(place.gpus[q])});
         spec.log_path = log_dir + "/" + r.name + ".log";
         Job j{spawn_child(spec), i, q, Clock::now(), spec.log_path};
         ++started;
