@@ -66,6 +66,29 @@ check "--jobs 2 with a failing run exits 1" test "$(status_of "$B" sweep --data 
 check "... listing the failure with its reason" grep -q "^  mnist-nonexistent-tiny-ebp-s1: error: .*/nonexistent" "$T/status.out"
 check "... after the other run finished" grep -q '"stop_reason": "max_epochs"' "$T/fail/fashion-mnist-tiny-ebp-s1/summary.json"
 
+# A crash (kill -9) of one run's process takes no other run down; the sweep run again resumes it.
+crash=(--data fashion-mnist --models "$T/tiny.json" --seeds 2 --rules ebp --epochs 40 --patience 500 --threads 1 --no-progress)
+"$B" sweep "${crash[@]}" --jobs 2 --out "$T/crash" > "$T/crash.log" 2>&1 &
+sweep_pid=$!
+victim=""
+for _ in $(seq 200); do
+  victim=$("$B" sweep status "$T/crash" --json 2> /dev/null | python3 -c '
+import json, sys
+runs = [r for r in json.load(sys.stdin)["runs"] if r.get("pid") and r["name"].endswith("s1") and r["epochs_done"] >= 2]
+print(runs[0]["pid"] if runs else "")' 2> /dev/null)
+  [ -n "$victim" ] && break
+  sleep 0.1
+done
+check "found the running child of seed 1" test -n "$victim"
+[ -n "$victim" ] && kill -9 "$victim"
+wait $sweep_pid
+check "a sweep whose child was killed exits 1" test $? -eq 1
+check "... naming the signal" grep -q "fashion-mnist-tiny-ebp-s1: error: the run's process ended with killed by signal 9" "$T/crash.log"
+check "... while the other run finished" grep -q '"stop_reason": "max_epochs"' "$T/crash/fashion-mnist-tiny-ebp-s2/summary.json"
+check "run again, the sweep resumes the killed run and finishes" "$B" sweep "${crash[@]}" --jobs 2 --out "$T/crash" > "$T/crash2.log" 2>&1
+check "... from its checkpoint" grep -q "resuming at epoch" "$T/crash/logs/fashion-mnist-tiny-ebp-s1.log"
+check "... to 40 epochs" test "$(wc -l < "$T/crash/fashion-mnist-tiny-ebp-s1/history.jsonl")" -eq 40
+
 # Ctrl-C (here SIGTERM: a script's background job ignores SIGINT) checkpoints every running run.
 long=(--data fashion-mnist --models "$T/tiny.json" --seeds 2 --rules ebp --epochs 500 --patience 500 --threads 1 --no-progress)
 "$B" sweep "${long[@]}" --jobs 2 --out "$T/stop" > "$T/stop.log" 2>&1 &
@@ -80,6 +103,22 @@ wait $sweep_pid
 check "Ctrl-C: the sweep exits 130" test $? -eq 130
 check "... after both runs checkpointed" test "$(grep -l '"interrupted"' "$T"/stop/fashion-mnist-*/summary.json | wc -l)" -eq 2
 check "... and they are partial" bash -c "'$B' sweep status '$T/stop' | grep -q '^2 partial$'"
+
+# kill -9 of the sweep itself: its children get SIGTERM (PR_SET_PDEATHSIG) and checkpoint.
+"$B" sweep "${long[@]}" --jobs 2 --out "$T/orphans" > /dev/null 2>&1 &
+sweep_pid=$!
+for _ in $(seq 200); do
+  [ "$(cat "$T"/orphans/fashion-mnist-*/history.jsonl 2> /dev/null | wc -l)" -ge 4 ] && break
+  sleep 0.1
+done
+kill -9 $sweep_pid
+wait $sweep_pid 2> /dev/null
+for _ in $(seq 100); do
+  "$B" sweep status "$T/orphans" | grep -q running || break
+  sleep 0.1
+done
+check "kill -9 of the sweep: its runs stop too" bash -c "! '$B' sweep status '$T/orphans' | grep -q running"
+check "... each with a checkpoint" test "$(grep -l '"interrupted"' "$T"/orphans/fashion-mnist-*/summary.json | wc -l)" -eq 2
 
 echo "sweep cli: $failures failed"
 exit $((failures > 0))
