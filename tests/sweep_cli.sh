@@ -98,6 +98,8 @@ for _ in $(seq 200); do
   sleep 0.1
 done
 check "a parallel sweep is running both runs" bash -c "'$B' sweep status '$T/stop' | grep -q '^2 running$'"
+check "a second sweep on runs in progress is refused" test "$(status_of "$B" sweep "${long[@]}" --jobs 2 --out "$T/stop")" -eq 1
+check "... naming the holder" grep -q "in use by another brainprop process (pid [0-9]*); is this sweep (or shard) already running?" "$T/status.out"
 kill -TERM $sweep_pid
 wait $sweep_pid
 check "Ctrl-C: the sweep exits 130" test $? -eq 130
