@@ -5,21 +5,7 @@ set -uo pipefail
 B=$1
 T=$(mktemp -d)
 trap 'rm -rf "$T"' EXIT
-failures=0
-check() {  # check DESCRIPTION COMMAND...: the command must succeed
-  local what=$1; shift
-  if "$@"; then echo "ok   $what"; else echo "FAIL $what"; failures=$((failures + 1)); fi
-}
-fails_with() {  # fails_with DESCRIPTION NEEDLE COMMAND...: must exit non-zero, stderr naming NEEDLE
-  local what=$1 needle=$2; shift 2
-  if "$@" > "$T/out" 2> "$T/err"; then
-    echo "FAIL $what (exit 0)"; failures=$((failures + 1))
-  elif grep -qF -- "$needle" "$T/err"; then
-    echo "ok   $what"
-  else
-    echo "FAIL $what: stderr lacks '$needle':"; cat "$T/err"; failures=$((failures + 1))
-  fi
-}
+source "$(dirname "$0")/shell_checks.sh"
 
 cat > "$T/tiny.json" <<'JSON'
 {"name": "tiny", "init_std": 0.05, "layers": [{"type": "flatten"}, {"type": "dense", "units": 32}, {"type": "relu"}]}
@@ -124,7 +110,6 @@ if [ -d /usr/share/datasets/fashion-mnist ]; then
 
   # A figure never measured is null in summary.json and n/a in text: EBP on conv at lr 10 has
   # non-finite weights in epoch 1 (exit status 3).
-  status_of() { "$@" > "$T/status.out" 2>&1; echo $?; }
   nan_run="$T/nan"
   check "a run that diverges in epoch 1 exits 3" test "$(status_of "$B" train --data fashion-mnist \
       --model conv --rule ebp --lr 10 --train-limit 2000 --test-limit 200 --epochs 2 --threads 1 \

@@ -7,12 +7,7 @@ B=$1
 HERE=$(cd "$(dirname "$0")" && pwd)
 T=$(mktemp -d)
 trap 'kill $(jobs -p) 2> /dev/null; rm -rf "$T"' EXIT
-failures=0
-check() {  # check DESCRIPTION COMMAND...: the command must succeed
-  local what=$1; shift
-  if "$@"; then echo "ok   $what"; else echo "FAIL $what"; failures=$((failures + 1)); fi
-}
-status_of() { "$@" > "$T/status.out" 2>&1; echo $?; }
+source "$HERE/shell_checks.sh"
 if [ ! -d /usr/share/datasets/fashion-mnist ]; then
   echo "sweep_cli: Fashion-MNIST is not installed (apt-get install dataset-fashion-mnist)"; exit 1
 fi
