@@ -17,6 +17,11 @@ bool cuda_backend_available(std::string* why) {
   return false;
 }
 
+std::vector<GpuInfo> cuda_devices(std::string* why) {
+  if (why) *why = cuda::query_cuda().why_no_device;
+  return {};
+}
+
 std::unique_ptr<Backend> make_cuda_backend(int, MathMode) {
   BP_FAIL("--backend cuda: " << cuda::query_cuda().why_no_device << "; use --backend cpu");
 }
