@@ -193,6 +193,7 @@ void expect_exact(const Case& k) {
   EXPECT_EQ(be.live, 0u) << "everything is given back when train() returns";
   const RunMemoryEstimate e = estimate_run_memory(config, {k.h, k.w, k.c}, classes, 75, 30);
   EXPECT_EQ(e.tensor_bytes(), be.peak) << e.breakdown();
+  EXPECT_EQ(estimate_run_memory(config, data).total(), e.total());
   EXPECT_GT(e.parameters, 0u);
   EXPECT_GT(e.activations, 0u);
   EXPECT_GT(e.total(), e.tensor_bytes() + kCudaContextBytes);

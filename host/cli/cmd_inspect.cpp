@@ -36,9 +36,7 @@ int print_memory(const Args& args, const Dataset& data) {
   c.model = load_model(c.model_source);
   c.rule = parse_rule(args.get("rule", rule_name(c.rule)));
   apply_training_options(args, c);
-  const RunMemoryEstimate e =
-      estimate_run_memory(c, {data.train.height, data.train.width, data.train.channels},
-                          data.classes, data.train.count, data.test.count);
+  const RunMemoryEstimate e = estimate_run_memory(c, data);
   std::printf("memory estimate: %s %s %s, batch %d, eval batch %d, --val %s\n%s", data.name.c_str(),
               c.model.name.c_str(), rule_name(c.rule), c.batch_size, c.eval_batch, c.val.c_str(),
               e.breakdown().c_str());

@@ -68,7 +68,7 @@ Walk walk_layers(const ModelSpec& spec, const Shape& input, int classes, int max
     if (ls.type == "dense") {
       dense(name, ls.units, ls.bias);
     } else if (ls.type == "relu" || ls.type == "dropout") {
-      w.activations += B * uint64_t(in_elems) * kF32;  // out_ (feedback is gated in place)
+      w.activations += B * uint64_t(in_elems) * kF32;  // out_ (the feedback is gated or masked in place)
     } else if (ls.type == "flatten") {
       shape = {in_elems};
     } else if (ls.type == "conv2d" || ls.type == "local2d") {
@@ -204,6 +204,11 @@ RunMemoryEstimate estimate_run_memory(const TrainConfig& config, const Shape& in
   e.shuffle = uint64_t(e.train_images) * (kF64 + kF64 + kI32) + (uint64_t(1) << 20);
   e.context = kCudaContextBytes;
   return e;
+}
+
+RunMemoryEstimate estimate_run_memory(const TrainConfig& config, const Dataset& data) {
+  return estimate_run_memory(config, {data.train.height, data.train.width, data.train.channels},
+                             data.classes, data.train.count, data.test.count);
 }
 
 std::string RunMemoryEstimate::summary() const {

@@ -11,6 +11,7 @@
 
 #include "core/backend.h"  // GpuInfo, cuda_devices()
 #include "core/tensor.h"
+#include "data/dataset.h"
 #include "train/train_config.h"
 
 namespace bp {
@@ -66,6 +67,8 @@ struct RunMemoryEstimate {
 // fit the input, as building the net would.
 RunMemoryEstimate estimate_run_memory(const TrainConfig& config, const Shape& input, int classes,
                                       int64_t train_images, int64_t test_images);
+// The same for a loaded data set (its image shape, classes and split sizes).
+RunMemoryEstimate estimate_run_memory(const TrainConfig& config, const Dataset& data);
 
 // "0 B", "812 B", "1.5 KiB", "12.3 MiB", "1.23 GiB" (binary units, three significant digits).
 std::string format_bytes(uint64_t bytes);
