@@ -54,6 +54,19 @@ CudaInventory query_cuda() {
   return inv;
 }
 
+long long pool_used_bytes(int device) {
+  int pools = 0;
+  cudaMemPool_t pool = nullptr;
+  unsigned long long used = 0;  // the attribute is a cuuint64_t
+  if (cudaDeviceGetAttribute(&pools, cudaDevAttrMemoryPoolsSupported, device) != cudaSuccess || !pools ||
+      cudaDeviceGetDefaultMemPool(&pool, device) != cudaSuccess ||
+      cudaMemPoolGetAttribute(pool, cudaMemPoolAttrUsedMemCurrent, &used) != cudaSuccess) {
+    cudaGetLastError();
+    return -1;
+  }
+  return static_cast<long long>(used);
+}
+
 }  // namespace bp::cuda
 
 namespace bp {

@@ -10,6 +10,7 @@ CudaInventory query_cuda() {
   inv.why_no_device = "this build has no CUDA support (configured with BRAINPROP_CUDA=OFF or without nvcc)";
   return inv;
 }
+long long pool_used_bytes(int) { return -1; }
 }  // namespace cuda
 
 bool cuda_backend_available(std::string* why) {
