@@ -322,6 +322,23 @@ TEST(GpuPlacement, RefusesAnOverfullGpuWithTheNumbers) {
       {"GPU 0 (", "GPU 3 (", "1 concurrent run needs"});
 }
 
+TEST(GpuPlacement, TheWorstCaseSetIsTheLargestRunsOfEachGpu) {
+  const std::vector<PlacedRun> queue{run_of("a", 0, 1), run_of("b", 0, 5), run_of("c", 1, 2),
+                                     run_of("d", 0, 3), run_of("e", 0, 5), run_of("f", 1, 9)};
+  std::vector<std::string> names;
+  for (const PlacedRun& r : largest_per_gpu(queue, 2)) names.push_back(r.name);
+  EXPECT_EQ(names, (std::vector<std::string>{"b", "c", "e", "f"}));
+  names.clear();
+  for (const PlacedRun& r : largest_per_gpu(queue, 1)) names.push_back(r.name);
+  EXPECT_EQ(names, (std::vector<std::string>{"b", "f"})) << "ties keep the earlier run";
+  EXPECT_EQ(largest_per_gpu(queue, 10).size(), queue.size());
+  // Four slots of 5.5, 5.5, 3.5 and 1.5 GiB on GPU 0 need 16 GiB: refused with 15 GiB free.
+  test::expect_error([&] { check_gpu_placement(largest_per_gpu(queue, 4), {gpu_of(0, 15), gpu_of(1, 20)}); },
+                     "4 concurrent runs need 16.0 GiB");
+  check_gpu_placement(largest_per_gpu(queue, 2), {gpu_of(0, 15), gpu_of(1, 20)});
+  test::expect_error([&] { largest_per_gpu(queue, 0); }, "runs per GPU must be >= 1");
+}
+
 TEST(GpuPlacement, RefusesARunOnAnUnknownGpu) {
   test::expect_error([&] { check_gpu_placement({run_of("a", 2, 1)}, {gpu_of(0, 20)}); },
                      "run a is placed on GPU 2, which is not among the 1 GPUs given");

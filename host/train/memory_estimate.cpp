@@ -276,4 +276,21 @@ void check_gpu_placement(const std::vector<PlacedRun>& runs, const std::vector<G
   BP_CHECK(bad == 0, errors.str() << "; use fewer --jobs per GPU or more --gpus");
 }
 
+std::vector<PlacedRun> largest_per_gpu(const std::vector<PlacedRun>& runs, int slots_per_gpu) {
+  BP_CHECK(slots_per_gpu >= 1, "runs per GPU must be >= 1, got " << slots_per_gpu);
+  std::vector<size_t> order(runs.size());
+  for (size_t i = 0; i < order.size(); ++i) order[i] = i;
+  std::stable_sort(order.begin(), order.end(), [&](size_t a, size_t b) {
+    return runs[a].estimate.total() > runs[b].estimate.total();
+  });
+  std::map<int, int> taken;
+  std::vector<bool> keep(runs.size(), false);
+  for (size_t i : order)
+    if (taken[runs[i].gpu]++ < slots_per_gpu) keep[i] = true;
+  std::vector<PlacedRun> out;
+  for (size_t i = 0; i < runs.size(); ++i)
+    if (keep[i]) out.push_back(runs[i]);
+  return out;
+}
+
 }  // namespace bp

@@ -89,4 +89,9 @@ struct PlacedRun {
 // gpu is not in `gpus`. Returns normally when everything fits. Pure: no device is touched.
 void check_gpu_placement(const std::vector<PlacedRun>& runs, const std::vector<GpuInfo>& gpus);
 
+// The worst case of what runs at once when each GPU runs at most `slots_per_gpu` of the runs
+// placed on it at a time: the `slots_per_gpu` largest estimates of each GPU (ties keep the
+// earlier run), in the order of `runs`. What check_gpu_placement() should be given for a queue.
+std::vector<PlacedRun> largest_per_gpu(const std::vector<PlacedRun>& runs, int slots_per_gpu);
+
 }  // namespace bp
