@@ -54,7 +54,8 @@ struct RunMemoryEstimate {
   uint64_t tensor_bytes() const { return parameters + activations + data + batches + other; }
   uint64_t total() const { return tensor_bytes() + workspace + shuffle + context; }
   // "parameters 12.1 MiB + activations 1.02 GiB + data 52.4 MiB + batches 3.2 MiB + workspace
-  // 1.06 GiB + context 512 MiB = 2.65 GiB" (parts under 1 MiB folded into the total only).
+  // 1.06 GiB + context 512 MiB = 2.65 GiB": workspace includes the shuffle scratch; `other`
+  // (a few bytes) is in the total only.
   std::string summary() const;
   // One line per part with what it holds, for `brainprop inspect --memory`.
   std::string breakdown() const;
