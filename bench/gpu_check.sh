@@ -24,7 +24,7 @@
 # Knobs (environment): BP_GPU_CHECK_BUDGET_S, BP_BUILD_DIR (build-gpu), BP_DEPS_PREFIX
 # (/tmp/bp-deps), BP_CUDA_ARCHS (from nvidia-smi's compute capability, else 90-real),
 # BP_BUILD_TIMEOUT_S (330 per build step), BP_BENCH_STEPS/REPEATS/WARMUP (20/3/5), BP_SKIP
-# (space-separated step groups to skip: build tests cli memcheck bench pytorch racecheck;
+# (space-separated step groups to skip: build tests cli memcheck bench pytorch concurrent racecheck;
 # "build" configures only, for a dry run), BP_ROOT (the checkout, for a copy of this script),
 # BP_JOBS (build jobs; all cores).
 #
@@ -87,7 +87,8 @@ main() {
   if step_configure && ! skipped build build && step_build; then BUILT=1; fi
   if (( BUILD_ONLY )); then
     echo "--build-only: no GPU step"
-    for s in "gpu tests" "GPU CLI smoke" compute-sanitizer "engine bench" "pytorch reference"; do
+    for s in "gpu tests" "GPU CLI smoke" compute-sanitizer "engine bench" "pytorch reference" \
+             "concurrent runs"; do
       record "$s" SKIP 0 "--build-only"
     done
   elif (( BUILT )) && [ -x "$BP" ]; then
@@ -96,6 +97,7 @@ main() {
     step_sanitizer first    # memcheck on three nets, racecheck on our own shared-memory kernels
     step_bench
     step_pytorch
+    step_concurrent         # images/s of the GPU with 1, 2, 4, 8 conv runs at once
     step_sanitizer more     # racecheck and synccheck on the rest, if time is left
   else
     for s in "gpu tests" "GPU CLI smoke" compute-sanitizer "engine bench"; do
@@ -552,6 +554,21 @@ step_bench() {
   (( BENCH_FAILED > 0 )) && status=FAIL
   (( BENCH_OK == 0 && BENCH_FAILED == 0 )) && status=SKIP
   record "engine bench" "$status" $(( $(date +%s) - t )) "$BENCH_OK ok, $BENCH_FAILED failed, $BENCH_SKIPPED skipped"
+}
+
+# ---------------------------------------------------------------- f2. concurrent runs
+
+# N conv runs at once on the GPU (N = 1 2 4 8), both rules: the machine's images/s
+# (bench/concurrent_runs.py). The table goes to the log; its files stay in $BUILD (the device
+# tool brings back only a few files from $OUT).
+step_concurrent() {
+  section "concurrent runs on one GPU (bench/concurrent_runs.py, conv)"
+  skipped concurrent "concurrent runs" && return
+  # python3 with the machine's own libraries; the bench processes with ours.
+  run_step "concurrent runs (conv, N=1 2 4 8)" 100 40 env LD_LIBRARY_PATH="$ORIG_LD_LIBRARY_PATH" \
+      python3 bench/concurrent_runs.py --child-env "LD_LIBRARY_PATH=${LD_LIBRARY_PATH:-}" \
+      --brainprop "$BP" --backend cuda --gpu 0 --models conv --ns 1 2 4 8 \
+      --steps 20 --repeats 2 --warmup 5 --timeout 60 --out "$BUILD/concurrent-runs"
 }
 
 # ---------------------------------------------------------------- g. PyTorch reference

@@ -3,6 +3,7 @@
 
 #include <string>
 
+#include "core/backend.h"
 #include "device_info.h"
 
 namespace bp::cuda {
@@ -53,4 +54,61 @@ CudaInventory query_cuda() {
   return inv;
 }
 
+long long pool_used_bytes(int device) {
+  int pools = 0;
+  cudaMemPool_t pool = nullptr;
+  unsigned long long used = 0;  // the attribute is a cuuint64_t
+  if (cudaDeviceGetAttribute(&pools, cudaDevAttrMemoryPoolsSupported, device) != cudaSuccess || !pools ||
+      cudaDeviceGetDefaultMemPool(&pool, device) != cudaSuccess ||
+      cudaMemPoolGetAttribute(pool, cudaMemPoolAttrUsedMemCurrent, &used) != cudaSuccess) {
+    cudaGetLastError();
+    return -1;
+  }
+  return static_cast<long long>(used);
+}
+
 }  // namespace bp::cuda
+
+namespace bp {
+
+std::vector<GpuInfo> cuda_devices(std::string* why) {
+  std::vector<GpuInfo> out;
+  std::string reasons;
+  int count = 0;
+  const cudaError_t status = cudaGetDeviceCount(&count);
+  if (status != cudaSuccess || count == 0) {
+    if (why)
+      *why = status != cudaSuccess ? std::string(cudaGetErrorName(status)) + ": " + cudaGetErrorString(status)
+                                   : "the CUDA runtime found no devices";
+    cudaGetLastError();
+    return out;
+  }
+  int previous = 0;
+  const bool had_device = cudaGetDevice(&previous) == cudaSuccess;
+  for (int i = 0; i < count; ++i) {
+    GpuInfo g;
+    g.index = i;
+    cudaDeviceProp prop{};
+    if (cudaGetDeviceProperties(&prop, i) == cudaSuccess) {
+      g.name = prop.name;
+      g.total_bytes = prop.totalGlobalMem;
+    }
+    size_t free_bytes = 0, total_bytes = 0;
+    cudaError_t e = cudaSetDevice(i);
+    if (e == cudaSuccess) e = cudaMemGetInfo(&free_bytes, &total_bytes);
+    if (e == cudaSuccess) {
+      g.free_bytes = free_bytes;
+      g.total_bytes = total_bytes;
+    } else {
+      reasons += (reasons.empty() ? "" : "; ") + std::string("device ") + std::to_string(i) +
+                 ": free memory unknown (" + cudaGetErrorName(e) + ": " + cudaGetErrorString(e) + ")";
+      cudaGetLastError();
+    }
+    out.push_back(g);
+  }
+  if (had_device) cudaSetDevice(previous);
+  if (why) *why = reasons;
+  return out;
+}
+
+}  // namespace bp

@@ -30,6 +30,11 @@ struct CudaInventory {
 
 CudaInventory query_cuda();
 
+// Bytes this process has allocated from device `device`'s default memory pool and not freed
+// (cudaMemPoolAttrUsedMemCurrent: what the CUDA backend's tensors and workspaces hold, without
+// other processes' memory), or -1 where the device has no memory pools or the query fails.
+long long pool_used_bytes(int device);
+
 // Whether code compiled for `archs` (CMake's list: "80-real;90-real;90-virtual", "86", ...) runs
 // on compute capability major.minor: machine code for sm_XY runs on X.Y and later minors of the
 // same major; PTX for compute_XY is compiled by the driver for any X.Y or newer. Decided from

@@ -89,6 +89,9 @@ if [ -d /usr/share/datasets/fashion-mnist ]; then
   kill -TERM $holder; wait $holder
   check "the stopped holder's checkpoint resumes" "$B" train --resume "$T/busy" --epochs 1 --threads 1 --no-progress
   check "inspect" bash -c "'$B' inspect --data fashion-mnist | grep -q '\"classes\": 10'"
+  check "inspect --memory" bash -c "'$B' inspect --data fashion-mnist --memory --model conv --rule ebp \
+      --batch 64 | grep -E '^  (tensors|total) ' | grep -c ' [0-9.]* [MG]iB ' | grep -qx 2"
+  fails_with "inspect --model without --memory" "add --memory" "$B" inspect --data fashion-mnist --model conv
   check "sweep" "$B" sweep --data fashion-mnist --models "$T/tiny.json" --seeds 1 --epochs 1 \
       --train-limit 1000 --test-limit 200 --threads 1 --no-progress --out "$T/sweep"
   check "sweep again skips the finished runs" bash -c \

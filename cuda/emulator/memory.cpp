@@ -277,4 +277,23 @@ cudaError_t cudaMemPoolSetAttribute(cudaMemPool_t pool, cudaMemPoolAttr attr, vo
   return cudaSuccess;  // the emulator keeps no other pool policy
 }
 
+// Used and reserved memory: every live allocation (the emulator has one pool for cudaMalloc and
+// cudaMallocAsync alike, and reserves nothing beyond what is allocated).
+cudaError_t cudaMemPoolGetAttribute(cudaMemPool_t pool, cudaMemPoolAttr attr, void* value) {
+  std::lock_guard<std::recursive_mutex> guard(lock());
+  if (!pool || !value) return record(cudaErrorInvalidValue);
+  switch (attr) {
+    case cudaMemPoolAttrReleaseThreshold:
+      *static_cast<unsigned long long*>(value) = pool->release_threshold;
+      return cudaSuccess;
+    case cudaMemPoolAttrUsedMemCurrent:
+    case cudaMemPoolAttrReservedMemCurrent:
+      *static_cast<unsigned long long*>(value) = bp_emu::g_used;
+      return cudaSuccess;
+    default:
+      std::fprintf(stderr, "brainprop-emu: cudaMemPoolGetAttribute(%d) is not emulated\n", int(attr));
+      return record(cudaErrorNotSupported);
+  }
+}
+
 }  // extern "C"

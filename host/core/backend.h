@@ -7,6 +7,7 @@
 #include <functional>
 #include <memory>
 #include <string>
+#include <vector>
 
 #include "core/tensor.h"
 #include "math/conv_geometry.h"
@@ -191,5 +192,20 @@ std::unique_ptr<Backend> make_cpu_backend(int threads);
 std::unique_ptr<Backend> make_cuda_backend(int device, MathMode math);
 // Whether a CUDA device can be used; `why` gets the reason when not.
 bool cuda_backend_available(std::string* why);
+
+// One visible CUDA device and its memory, for placing runs (train/memory_estimate.h).
+struct GpuInfo {
+  int index = 0;             // CUDA device index (as CUDA_VISIBLE_DEVICES numbers them)
+  std::string name;          // "NVIDIA H200"
+  uint64_t total_bytes = 0;  // cudaMemGetInfo's total (what the device has)
+  uint64_t free_bytes = 0;   // cudaMemGetInfo's free: what other processes (and this one) leave
+};
+// Every visible CUDA device with its total and free memory; empty, with the reason in `why`,
+// where the build has no CUDA or no device is found. Measuring free memory makes (or reuses)
+// the primary CUDA context of each device in this process, which stays until it exits (about
+// 0.5 GiB per GPU on a real device): the free figure is measured after it, so it already
+// leaves room for it. A device whose memory cannot be read has free_bytes 0 and its reason
+// appended to `why`.
+std::vector<GpuInfo> cuda_devices(std::string* why);
 
 }  // namespace bp
