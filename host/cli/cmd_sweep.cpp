@@ -3,6 +3,7 @@
 // runs a deterministic part of the grid (a batch scheduler's job array); --plan shows the
 // grid and each run's state without running anything; `sweep status DIR` shows a sweep in
 // progress. Started again, a sweep skips finished runs and resumes unfinished ones.
+#include <algorithm>
 #include <cstdio>
 #include <filesystem>
 #include <map>
@@ -14,6 +15,8 @@
 #include "cli/train_options.h"
 #include "core/error.h"
 #include "io/atomic_file.h"
+#include "train/child_process.h"
+#include "train/memory_estimate.h"
 #include "train/sweep.h"
 #include "train/trainer.h"
 
@@ -77,7 +80,7 @@ const std::set<std::string>& execution_value_options() {
   return names;
 }
 const std::set<std::string>& execution_flags() {
-  static const std::set<std::string> names = {"plan", "json", "dry-run", "no-progress"};
+  static const std::set<std::string> names = {"plan", "json", "dry-run", "no-progress", "check-gpu-memory"};
   return names;
 }
 
@@ -172,6 +175,49 @@ int print_plan(const std::vector<SweepRun>& runs, const std::vector<RunState>& s
   return 0;
 }
 
+// The runs placed on each GPU at once must fit its free memory: each GPU's `slots` largest
+// estimates (memory_estimate.h) against what cuda_devices() reports free. Returns one line per
+// GPU; throws bp::Error with the numbers when a placement cannot fit.
+std::string check_gpu_memory(const SweepInvocation& sweep) {
+  std::map<std::string, Dataset> loaded;
+  std::map<int, std::vector<PlacedRun>> by_gpu;
+  size_t k = 0;
+  for (size_t i = 0; i < sweep.runs.size(); ++i) {
+    if (sweep.states[i].status == RunStatus::Done) continue;
+    const TrainConfig& c = sweep.runs[i].config;
+    auto it = loaded.find(c.data_spec);
+    if (it == loaded.end())
+      it = loaded.emplace(c.data_spec, load_dataset(c.data_spec, DataLimits{c.train_limit, c.test_limit})).first;
+    const int gpu = sweep.placement.gpu_of(k);
+    by_gpu[gpu].push_back(PlacedRun{sweep.runs[i].name, gpu, estimate_run_memory(c, it->second)});
+    ++k;
+  }
+  std::string why;
+  const std::vector<GpuInfo> gpus = cuda_devices(&why);
+  BP_CHECK(!gpus.empty(), "--gpus: no usable CUDA device here (" << why << ")");
+  std::vector<PlacedRun> at_once;
+  std::string lines;
+  for (auto& [gpu, runs] : by_gpu) {
+    std::sort(runs.begin(), runs.end(), [](const PlacedRun& a, const PlacedRun& b) {
+      return a.estimate.total() > b.estimate.total();
+    });
+    size_t q = 0;
+    while (sweep.placement.gpus[q] != gpu) ++q;
+    const size_t slots = std::min(runs.size(), size_t(sweep.placement.slots[q]));
+    uint64_t need = 0;
+    for (size_t r = 0; r < slots; ++r) {
+      at_once.push_back(runs[r]);
+      need += runs[r].estimate.total();
+    }
+    const auto info = std::find_if(gpus.begin(), gpus.end(), [&](const GpuInfo& g) { return g.index == gpu; });
+    lines += "memory: GPU " + std::to_string(gpu) + ": " + std::to_string(slots) + " runs at once need at most " +
+             format_bytes(need) + (info != gpus.end() ? " of " + format_bytes(info->free_bytes) + " free" : "") +
+             " (largest: " + runs[0].name + " " + format_bytes(runs[0].estimate.total()) + ")\n";
+  }
+  check_gpu_placement(at_once, gpus);
+  return lines;
+}
+
 int run_sweep_status(const std::vector<std::string>& argv) {
   const Args args(argv, {}, {"help", "json"});
   BP_CHECK(args.positionals().size() == 1, "usage: brainprop sweep status SWEEP_DIR [--json]");
@@ -198,7 +244,7 @@ int run_sweep(const std::vector<std::string>& argv) {
   std::set<std::string> value_options = training_value_options();
   value_options.insert({"data", "models", "rules", "seeds", "seed-list", "out", "jobs", "gpus", "shard", "run-one"});
   value_options.erase("seed");
-  const Args args(argv, value_options, {"help", "no-progress", "no-graphs", "dry-run", "plan", "json"});
+  const Args args(argv, value_options, {"help", "no-progress", "no-graphs", "dry-run", "plan", "json", "check-gpu-memory"});
   if (args.flag("help")) {
     std::fputs(kSweepHelp, stdout);
     return 0;
@@ -256,6 +302,10 @@ int run_sweep(const std::vector<std::string>& argv) {
   std::filesystem::create_directories(sweep_dir);
   // sweep.json's temporary file, when an earlier sweep here was killed while writing it.
   remove_temporary_files(sweep_dir, true);
+  if (args.flag("check-gpu-memory")) {  // a child of a --gpus sweep, before any run starts
+    std::fputs(check_gpu_memory(sweep).c_str(), stdout);
+    return 0;
+  }
   if (!only.empty()) return execute_in_process(sweep);  // a child of a --jobs sweep: no record
 
   record_definition(sweep_dir, without_options(argv, execution_value_options(), execution_flags()), grid);
@@ -274,8 +324,31 @@ int run_sweep(const std::vector<std::string>& argv) {
              sweep.runs[i].config.out_dir << ": in use by another brainprop process (pid "
                                           << sweep.states[i].running_pid
                                           << "); is this sweep (or shard) already running?");
-  sweep.child_args = without_options(argv, {"jobs", "gpus", "shard", "run-one"}, {"plan", "json", "dry-run", "no-progress"});
+  sweep.child_args = without_options(argv, {"jobs", "gpus", "shard", "run-one"},
+                                     {"plan", "json", "dry-run", "no-progress", "check-gpu-memory"});
   if (placement.jobs == 1 && placement.gpus.empty()) return execute_in_process(sweep);
+  if (!placement.gpus.empty()) {
+    // Checked in a child process: asking CUDA for free memory makes a context on every device,
+    // which would stay in this process (~0.5 GiB per GPU) for the whole sweep.
+    ChildSpec check;
+    check.executable = self_executable();
+    check.argv = {"brainprop", "sweep"};
+    check.argv.insert(check.argv.end(), sweep.child_args.begin(), sweep.child_args.end());
+    check.argv.insert(check.argv.end(), {"--jobs", std::to_string(placement.jobs), "--gpus", args.get("gpus", ""),
+                                         "--check-gpu-memory"});
+    if (sharded) check.argv.insert(check.argv.end(), {"--shard", shard.text()});
+    std::filesystem::create_directories(sweep_dir + "/logs");
+    check.log_path = sweep_dir + "/logs/gpu-memory-check.log";
+    std::filesystem::remove(check.log_path);
+    const ChildExit ended = wait_child(spawn_child(check));
+    const std::string said = read_file(check.log_path);
+    if (ended.signal != 0 || ended.code != 0) {
+      const size_t at = said.rfind("error: ");
+      BP_FAIL("the runs do not fit the GPUs' memory: "
+              << (at == std::string::npos ? "the check ended with " + ended.describe() : said.substr(at + 7)));
+    }
+    std::fputs(said.c_str(), stdout);
+  }
   return execute_in_children(sweep);
 }
 
