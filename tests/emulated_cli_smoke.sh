@@ -29,7 +29,7 @@ sweep=(--data fashion-mnist --models "$T/small.json" --rules brainprop --seeds 2
 if BRAINPROP_EMU_DEVICE_MEMORY=$((64 << 20)) "$B" sweep "${sweep[@]}" --out "$T/tight" > "$T/tight.log" 2>&1; then
   echo "FAIL: a sweep that cannot fit the GPU ran"; cat "$T/tight.log"; exit 1
 fi
-grep -q "the runs do not fit the GPUs' memory: GPU 0 .*: 2 concurrent runs need" "$T/tight.log" || { cat "$T/tight.log"; exit 1; }
+grep -q "checking the GPUs' memory before the sweep: GPU 0 .*: 2 concurrent runs need" "$T/tight.log" || { cat "$T/tight.log"; exit 1; }
 test ! -e "$T/tight/fashion-mnist-small-brainprop-s1" || { echo "FAIL: a run started"; exit 1; }
 "$B" sweep "${sweep[@]}" --out "$T/fits" | tee "$T/fits.log"
 grep -q "^memory: GPU 0: 2 runs at once need at most" "$T/fits.log"

@@ -197,7 +197,8 @@ std::string check_gpu_memory(const SweepInvocation& sweep) {
   BP_CHECK(!gpus.empty(), "--gpus: no usable CUDA device here (" << why << ")");
   std::vector<PlacedRun> at_once;
   std::string lines;
-  for (auto& [gpu, runs] : by_gpu) {
+  for (auto& [gpu_id, runs] : by_gpu) {
+    const int gpu = gpu_id;  // (a lambda below cannot capture a structured binding in C++17)
     std::sort(runs.begin(), runs.end(), [](const PlacedRun& a, const PlacedRun& b) {
       return a.estimate.total() > b.estimate.total();
     });
@@ -344,7 +345,7 @@ int run_sweep(const std::vector<std::string>& argv) {
     const std::string said = read_file(check.log_path);
     if (ended.signal != 0 || ended.code != 0) {
       const size_t at = said.rfind("error: ");
-      BP_FAIL("the runs do not fit the GPUs' memory: "
+      BP_FAIL("checking the GPUs' memory before the sweep: "
               << (at == std::string::npos ? "the check ended with " + ended.describe() : said.substr(at + 7)));
     }
     std::fputs(said.c_str(), stdout);
