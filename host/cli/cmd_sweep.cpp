@@ -41,6 +41,9 @@ reference's protocol is --val test.
   --gpus 0,1     place the runs on these GPUs round-robin (each child sees only its GPU, as
                  CUDA_VISIBLE_DEVICES); --jobs above the GPU count puts several runs on a GPU.
                  The numbers index the GPUs this process sees (under Slurm, its allocation).
+                 Before any run starts, each GPU's concurrent runs are checked against its free
+                 memory (the estimate `brainprop inspect --memory` prints); a placement that
+                 cannot fit is refused with the numbers.
   --shard K/N    only the K-th of N parts of the grid (run i of the grid is in part i mod N + 1):
                  one sweep over many machines through a batch scheduler (docs/experiments.md has
                  the `sbatch --array` script). Shards may share SWEEP_DIR (each run is locked
