@@ -27,17 +27,19 @@ inline void blas_gemm(bool ta, bool tb, int m, int n, int k, double alpha, const
 }
 
 // The same result for any thread count: OpenBLAS's own threading is not (it may split a product
-// differently, e.g. x W^T with K = 784 on 2 threads), so it runs single-threaded and we split C
-// into panels of whole rows (or columns, whichever C has more of) whose size depends on the
-// shape only; threads share out the panels, and each element of C is computed by the same
-// single-threaded call whatever the thread count. A call inside a parallel region runs on its
-// thread. Small products (under ~1 MFLOP) are one call.
+// differently, e.g. x W^T with K = 784 on 2 threads), so we split C into panels of whole rows (or
+// columns, whichever C has more of) whose size depends on the shape only, and threads share out
+// the panels. Inside our parallel region OpenBLAS's OpenMP build runs each call on its own thread
+// (it follows omp_in_parallel and omp_get_max_threads), so each element of C is computed by the
+// same single-threaded call whatever the thread count. Products of at most 2^18 multiply-adds
+// are one call: OpenBLAS runs those single-threaded itself (interface/gemm.c: MNK <= 65536 *
+// GEMM_MULTITHREAD_THRESHOLD, 4), as it does any call made inside a parallel region.
 template <typename T>
 void gemm(bool ta, bool tb, int m, int n, int k, double alpha, const T* a, int lda, const T* b,
           int ldb, double beta, T* c, int ldc) {
   const bool by_rows = m >= n;
   const int extent = by_rows ? m : n;
-  if (int64_t(m) * n * k < (int64_t(1) << 19) || extent < 128 || omp_in_parallel()) {
+  if (int64_t(m) * n * k <= (int64_t(1) << 18) || omp_in_parallel()) {
     blas_gemm(ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
     return;
   }
@@ -55,8 +57,8 @@ void gemm(bool ta, bool tb, int m, int n, int k, double alpha, const T* a, int l
   }
 }
 inline std::string blas_name() { return std::string("OpenBLAS (") + openblas_get_config() + ")"; }
-// OpenBLAS always runs single-threaded: the panels above are the parallelism.
-inline void set_blas_threads(int) { openblas_set_num_threads(1); }
+// (In OpenBLAS's OpenMP build this also sets OpenMP's thread count, so it must match ours.)
+inline void set_blas_threads(int threads) { openblas_set_num_threads(threads); }
 #else
 // C = alpha op(A) op(B) + beta C, one row of C per iteration (rows split across threads; a
 // call inside a parallel region runs on its thread). beta = 0 overwrites C, as BLAS does.
