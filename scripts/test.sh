@@ -17,6 +17,6 @@ if [[ "${BRAINPROP_EMULATED:-1}" != 0 ]]; then
   bash scripts/test-emulated.sh all
 fi
 if [[ "${BRAINPROP_FUZZ:-1}" != 0 ]]; then
-  bash scripts/test-fuzz.sh "${BRAINPROP_FUZZ_SECONDS:-30}"
+  bash scripts/test-fuzz.sh "${BRAINPROP_FUZZ_SECONDS:-20}"
 fi
 echo "scripts/test.sh: all passed in $(( $(date +%s) - start )) s"
