@@ -32,8 +32,8 @@ const char* kSweepHelp = R"(usage: brainprop sweep --data SPEC[,SPEC...] --model
 Runs every (data, model, rule, seed) combination, each in SWEEP_DIR/<data>-<model>-<rule>-s<seed>/.
 Run it again after an interruption: finished runs are skipped, unfinished ones resume from
 their last checkpoint. Training options are those of `brainprop train` (--epochs, --val,
---batch, --lr, --threads, ...); batch size and lr default to each model's own. The
-reference's protocol is --val test.
+--batch, --lr, --feedback, --threads, ...); batch size, lr and feedback default to each model's
+own. The reference's protocol is --val test.
 
   --jobs N       N runs at once, each its own process (a crash takes no other run down), its
                  output in SWEEP_DIR/logs/<run>.log; --threads stays per run. Default 1: one
@@ -290,8 +290,17 @@ int run_sweep(const std::vector<std::string>& argv) {
   base.model.training.batch_size = 0;
   base.model.training.lr = 0;
   apply_training_options(args, base);
-  const std::vector<SweepRun> grid = sweep_grid(base, specs, names, split(args.get("models", "")),
-                                                rules, seeds, sweep_dir);
+  std::vector<SweepRun> grid = sweep_grid(base, specs, names, split(args.get("models", "")),
+                                          rules, seeds, sweep_dir);
+  // --feedback/--feedback-decay override each model's own "feedback" keys.
+  for (SweepRun& run : grid) {
+    if (args.has("feedback")) run.config.model.feedback = base.model.feedback;
+    if (args.has("feedback-decay")) run.config.model.feedback_decay = base.model.feedback_decay;
+    BP_CHECK(run.config.model.feedback_decay == 0 || run.config.model.feedback == Feedback::Learned,
+             "--feedback-decay goes with --feedback learned (model " << run.config.model.name
+                                                                    << " has feedback "
+                                                                    << feedback_name(run.config.model.feedback) << ")");
+  }
   SweepInvocation sweep;
   sweep.sweep_dir = sweep_dir;
   sweep.placement = placement;

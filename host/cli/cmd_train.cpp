@@ -31,6 +31,12 @@ data:      --data SPEC          mnist:DIR | fashion-mnist[:DIR] | cifar10:DIR | 
            --val holdout|test   validation protocol; --holdout-fraction F (default 0.1)
 model:     --model NAME|FILE    a name in models/ or a JSON file (default dense)
            --rule brainprop|ebp (default brainprop)
+           --feedback symmetric|fa|learned  what carries the feedback down a weighted layer:
+                                W (symmetric, the paper; default), a fixed random B (fa:
+                                feedback alignment), or a B that takes W's updates (learned:
+                                Kolen-Pollack); default: the model's "feedback" key
+           --feedback-decay X   learned only: L2 added to W's and B's, so B - W shrinks by
+                                1 - 2 lr (l2 + X) per step (default: the model's, 0)
 training:  --epochs N           at most N epochs (default 500)
            --batch N            batch size (default: the model's)
            --lr X               learning rate, finite and > 0 (default: the model's)
@@ -86,6 +92,12 @@ void check_resume_options(const Args& args, const TrainConfig& stored, const std
       {"holdout_fraction", "holdout-fraction"}, {"train_limit", "train-limit"},
       {"test_limit", "test-limit"}, {"eval_batch", "eval-batch"}};
   std::string conflicts;
+  for (const char* field : {"feedback", "feedback_decay"}) {  // kept in the model
+    const std::string option = field == std::string("feedback") ? "feedback" : "feedback-decay";
+    if (have["model"][field] != want["model"][field])
+      conflicts += std::string(conflicts.empty() ? "" : "; ") + "--" + option + " " +
+                   args.get(option, "") + " (the run has " + have["model"][field].dump() + ")";
+  }
   for (const auto& [field, option] : option_of) {
     BP_CHECK(have.contains(field) && want.contains(field), "check_resume_options: no field " << field);
     if (have[field] != want[field])

@@ -25,7 +25,7 @@ const std::set<std::string>& training_value_options() {
   static const std::set<std::string> names = {
       "epochs", "batch", "lr", "lr-decay-every", "lr-decay-factor", "epsilon", "patience",
       "min-delta", "seed", "val", "holdout-fraction", "train-limit", "test-limit", "backend",
-      "threads", "eval-batch", "math"};
+      "threads", "eval-batch", "math", "feedback", "feedback-decay"};
   return names;
 }
 
@@ -59,6 +59,16 @@ void apply_training_options(const Args& args, TrainConfig& c) {
   c.eval_batch = args.get_int("eval-batch", c.eval_batch);
   c.progress = !args.flag("no-progress");
   c.graphs = !args.flag("no-graphs");
+  // The feedback pathway lives in the model (its "feedback" keys); the options override them.
+  if (args.has("feedback")) c.model.feedback = parse_feedback(args.get("feedback", ""));
+  if (args.has("feedback-decay")) {
+    c.model.feedback_decay = args.get_double("feedback-decay", 0.0);
+    BP_CHECK(std::isfinite(c.model.feedback_decay) && c.model.feedback_decay >= 0,
+             "--feedback-decay must be a finite number >= 0, got " << args.get("feedback-decay", ""));
+  }
+  BP_CHECK(c.model.feedback_decay == 0 || c.model.feedback == Feedback::Learned,
+           "--feedback-decay goes with --feedback learned (the feedback is "
+               << feedback_name(c.model.feedback) << ")");
 }
 
 std::string reference_data_spec(const std::string& dataset, const std::string& dir) {

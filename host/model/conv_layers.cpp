@@ -28,6 +28,10 @@ class ConvLikeLayer final : public Layer {
                                 : Shape{geom_.out_c, geom_.kernel_h, geom_.kernel_w, geom_.in_c};
     weight_ = be.empty(wshape, dtype);
     init_normal(be, weight_, spec_.init_std, seed, layer_index);
+    if (feedback_ != Feedback::Symmetric) {
+      fb_weight_ = be.empty(wshape, dtype);
+      init_normal(be, fb_weight_, spec_.init_std, seed, layer_index, RngStream::kFeedbackInit);
+    }
     if (spec_.bias) {
       // Keras: one bias per filter for Conv2D, per output pixel and filter for LocallyConnected2D.
       bias_ = be.empty(local_ ? Shape{geom_.positions() * geom_.out_c} : Shape{geom_.out_c}, dtype);
@@ -57,17 +61,25 @@ class ConvLikeLayer final : public Layer {
     Tensor dx;
     if (need_dx) {
       dx = dx_.rows(x.dim(0));
+      // Through W, or through B with fa/learned feedback.
+      const Tensor& w = feedback_ == Feedback::Symmetric ? weight_ : fb_weight_;
       if (local_) {
-        be.local2d_backward_data(dy, weight_, dx, g);
+        be.local2d_backward_data(dy, w, dx, g);
       } else {
-        be.conv2d_backward_data(dy, weight_, dx, g);
+        be.conv2d_backward_data(dy, w, dx, g);
       }
     }
     const SgdCoefficients k = sgd_coefficients(update.lr, spec_.l2, update.batch);
+    // Kolen-Pollack: W and B take the same update and the same decay.
+    const SgdCoefficients kw = feedback_ == Feedback::Learned
+                                   ? sgd_coefficients(update.lr, spec_.l2 + feedback_decay_, update.batch)
+                                   : k;
     if (local_) {
-      be.local2d_update(weight_, dy, x, g, k.decay, k.step);
+      be.local2d_update(weight_, dy, x, g, kw.decay, kw.step);
+      if (feedback_ == Feedback::Learned) be.local2d_update(fb_weight_, dy, x, g, kw.decay, kw.step);
     } else {
-      be.conv2d_update(weight_, dy, x, g, k.decay, k.step);
+      be.conv2d_update(weight_, dy, x, g, kw.decay, kw.step);
+      if (feedback_ == Feedback::Learned) be.conv2d_update(fb_weight_, dy, x, g, kw.decay, kw.step);
     }
     if (spec_.bias) be.update_bias(bias_, dy, k.decay, k.step);
     return dx;
@@ -78,12 +90,23 @@ class ConvLikeLayer final : public Layer {
     if (spec_.bias) p.push_back({name_ + ".bias", &bias_});
     return p;
   }
+  void set_feedback(Feedback feedback, double decay) override {
+    feedback_ = feedback;
+    feedback_decay_ = decay;
+  }
+  std::vector<NamedParam> feedback_params() override {
+    if (feedback_ == Feedback::Symmetric) return {};
+    return {{name_ + ".feedback", &fb_weight_}};
+  }
 
  private:
   LayerSpec spec_;
   bool local_;
+  Feedback feedback_ = Feedback::Symmetric;
+  double feedback_decay_ = 0;
   Conv2dGeometry geom_;
   Tensor weight_, bias_, out_, dx_;
+  Tensor fb_weight_;  // B, fa and learned only
 };
 
 }  // namespace

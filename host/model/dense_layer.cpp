@@ -12,6 +12,10 @@ void DenseLayer::build(Backend& be, const Shape& input_shape, int max_batch, DTy
   inputs_ = input_shape[0];
   weight_ = be.empty({units_, inputs_}, dtype);
   init_normal(be, weight_, init_std_, seed, layer_index);
+  if (feedback_ != Feedback::Symmetric) {
+    fb_weight_ = be.empty({units_, inputs_}, dtype);
+    init_normal(be, fb_weight_, init_std_, seed, layer_index, RngStream::kFeedbackInit);
+  }
   if (has_bias_) {
     bias_ = be.empty({units_}, dtype);
     be.fill(bias_, 0.0);
@@ -33,10 +37,18 @@ Tensor DenseLayer::backward(Backend& be, const Tensor& x, const Tensor&, const T
   Tensor dx;
   if (need_dx) {
     dx = dx_.rows(batch);
-    be.gemm(false, false, 1.0, dy, weight_, 0.0, dx);  // dx = dy W, before W changes
+    // dx = dy W (dy B with fa/learned feedback), before W changes
+    be.gemm(false, false, 1.0, dy, feedback_ == Feedback::Symmetric ? weight_ : fb_weight_, 0.0, dx);
   }
   const SgdCoefficients k = sgd_coefficients(update.lr, l2_, update.batch);
-  be.gemm(true, false, -k.step, dy, x, k.decay, weight_);  // W = decay W - step dy^T x
+  if (feedback_ == Feedback::Learned) {
+    // Kolen-Pollack: W and B take the same update and the same decay.
+    const SgdCoefficients kw = sgd_coefficients(update.lr, l2_ + feedback_decay_, update.batch);
+    be.gemm(true, false, -kw.step, dy, x, kw.decay, weight_);
+    be.gemm(true, false, -kw.step, dy, x, kw.decay, fb_weight_);
+  } else {
+    be.gemm(true, false, -k.step, dy, x, k.decay, weight_);  // W = decay W - step dy^T x
+  }
   if (has_bias_) be.update_bias(bias_, dy, k.decay, k.step);
   return dx;
 }
@@ -48,14 +60,22 @@ Tensor DenseLayer::backward_selected(Backend& be, const Tensor& x, const Tensor&
   Tensor dx;
   if (need_dx) {
     dx = dx_.rows(batch);
-    // phi^{N-1} = W[s, :], times the error (and the gate of the ReLU below, when fused)
+    // phi^{N-1} = W[s, :] (B[s, :] with fa/learned feedback), times the error (and the gate
+    // of the ReLU below, when fused)
+    const Tensor& w = feedback_ == Feedback::Symmetric ? weight_ : fb_weight_;
     if (gate_y)
-      be.gather_rows_scaled_gated(weight_, action, err, *gate_y, dx);
+      be.gather_rows_scaled_gated(w, action, err, *gate_y, dx);
     else
-      be.gather_rows_scaled(weight_, action, err, dx);
+      be.gather_rows_scaled(w, action, err, dx);
   }
   const SgdCoefficients k = sgd_coefficients(update.lr, l2_, update.batch);
-  be.scatter_update_rows(weight_, action, err, x, k.decay, k.step);
+  if (feedback_ == Feedback::Learned) {
+    const SgdCoefficients kw = sgd_coefficients(update.lr, l2_ + feedback_decay_, update.batch);
+    be.scatter_update_rows(weight_, action, err, x, kw.decay, kw.step);
+    be.scatter_update_rows(fb_weight_, action, err, x, kw.decay, kw.step);
+  } else {
+    be.scatter_update_rows(weight_, action, err, x, k.decay, k.step);
+  }
   if (has_bias_) be.scatter_update_bias(bias_, action, err, k.decay, k.step);
   return dx;
 }
@@ -64,6 +84,11 @@ std::vector<NamedParam> DenseLayer::params() {
   std::vector<NamedParam> p{{name_ + ".weight", &weight_}};
   if (has_bias_) p.push_back({name_ + ".bias", &bias_});
   return p;
+}
+
+std::vector<NamedParam> DenseLayer::feedback_params() {
+  if (feedback_ == Feedback::Symmetric) return {};
+  return {{name_ + ".feedback", &fb_weight_}};
 }
 
 }  // namespace bp

@@ -24,15 +24,24 @@ class DenseLayer final : public Layer {
   Tensor backward_selected(Backend& be, const Tensor& x, const Tensor& action, const Tensor& err,
                            bool need_dx, const UpdateArgs& update, const Tensor* gate_y = nullptr);
   std::vector<NamedParam> params() override;
+  void set_feedback(Feedback feedback, double decay) override {
+    feedback_ = feedback;
+    feedback_decay_ = decay;
+  }
+  std::vector<NamedParam> feedback_params() override;
 
   Tensor& weight() { return weight_; }
+  Tensor& feedback_weight() { return fb_weight_; }  // B (empty with symmetric feedback)
 
  private:
   int units_;
   bool has_bias_;
   double init_std_, l2_;
   int64_t inputs_ = 0;
+  Feedback feedback_ = Feedback::Symmetric;
+  double feedback_decay_ = 0;
   Tensor weight_, bias_, out_, dx_;
+  Tensor fb_weight_;  // B, fa and learned only
 };
 
 }  // namespace bp

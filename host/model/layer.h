@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "core/backend.h"
+#include "math/philox.h"
 #include "model/model_spec.h"
 
 namespace bp {
@@ -50,6 +51,11 @@ class Layer {
   virtual std::vector<NamedParam> params() { return {}; }
   // State that is not trained by SGD but belongs in checkpoints (batch-norm moving averages).
   virtual std::vector<NamedParam> buffers() { return {}; }
+  // The feedback pathway (set before build()); layers without weights ignore it. With fa or
+  // learned a weighted layer holds B ("<layer>.feedback") and sends its feedback down through
+  // B instead of W; feedback_params() lists B for checkpoints.
+  virtual void set_feedback(Feedback, double /*decay*/) {}
+  virtual std::vector<NamedParam> feedback_params() { return {}; }
   void set_name(std::string name) { name_ = std::move(name); }
   const std::string& name() const { return name_; }
 
@@ -58,8 +64,10 @@ class Layer {
 };
 
 // Fills a parameter with N(0, std^2) from the Philox init stream (drawn on the host in
-// double, rounded to the tensor's dtype, then copied to the backend).
-void init_normal(Backend& be, Tensor& param, double std, uint64_t seed, int layer_index);
+// double, rounded to the tensor's dtype, then copied to the backend). Feedback weights B use
+// RngStream::kFeedbackInit, so B is independent of the W drawn for the same layer.
+void init_normal(Backend& be, Tensor& param, double std, uint64_t seed, int layer_index,
+                 RngStream stream = RngStream::kInit);
 
 // A tensor of shape {batch, sample...}.
 inline Shape batch_shape(int64_t batch, const Shape& sample) {

@@ -1,5 +1,6 @@
 #include "model/model_spec.h"
 
+#include <cctype>
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
@@ -223,9 +224,28 @@ const std::set<std::string> kLayerTypes = {"dense",     "relu",      "flatten", 
 
 }  // namespace
 
+Feedback parse_feedback(const std::string& text) {
+  std::string lower = text;
+  for (char& c : lower) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+  if (lower == "symmetric") return Feedback::Symmetric;
+  if (lower == "fa") return Feedback::Fa;
+  if (lower == "learned") return Feedback::Learned;
+  BP_FAIL("unknown feedback \"" << text << "\" (known: symmetric, fa, learned)");
+}
+
+const char* feedback_name(Feedback feedback) {
+  switch (feedback) {
+    case Feedback::Symmetric: return "symmetric";
+    case Feedback::Fa: return "fa";
+    case Feedback::Learned: return "learned";
+  }
+  return "?";
+}
+
 ModelSpec parse_model(const json& doc, const std::string& source) {
   const Reader top(doc, source, "");
-  top.expect_object({"name", "description", "init_std", "l2", "layers", "output", "training"});
+  top.expect_object({"name", "description", "init_std", "l2", "layers", "output", "training",
+                     "feedback", "feedback_decay"});
   ModelSpec spec;
   spec.name = top.string_at("name", "", true);
   check_model_name(top, spec.name);
@@ -262,6 +282,17 @@ ModelSpec parse_model(const json& doc, const std::string& source) {
     spec.training.batch_size = t.positive_int_at("batch_size", spec.training.batch_size, false);
     spec.training.lr = t.number_at("lr", spec.training.lr, 0.0, false);
   }
+  if (top.has("feedback")) {
+    const std::string text = top.string_at("feedback", "symmetric", false);
+    try {
+      spec.feedback = parse_feedback(text);
+    } catch (const Error&) {
+      top.child("feedback").fail("expected \"symmetric\", \"fa\" or \"learned\", got \"" + text + "\"");
+    }
+  }
+  spec.feedback_decay = top.number_at("feedback_decay", 0.0, 0.0, true);
+  if (spec.feedback_decay != 0 && spec.feedback != Feedback::Learned)
+    top.child("feedback_decay").fail("only \"feedback\": \"learned\" has a feedback decay");
   return spec;
 }
 
@@ -288,7 +319,9 @@ json model_to_json(const ModelSpec& spec) {
           {"description", spec.description},
           {"layers", layers},
           {"output", {{"bias", spec.output.bias}, {"init_std", spec.output.init_std}, {"l2", spec.output.l2}}},
-          {"training", {{"batch_size", spec.training.batch_size}, {"lr", spec.training.lr}}}};
+          {"training", {{"batch_size", spec.training.batch_size}, {"lr", spec.training.lr}}},
+          {"feedback", feedback_name(spec.feedback)},
+          {"feedback_decay", spec.feedback_decay}};
 }
 
 std::string models_directory() {

@@ -33,12 +33,25 @@ struct TrainingDefaults {
   double lr = 0.1;
 };
 
+// The feedback pathway: which matrix carries the feedback down through a weighted layer
+// (docs/design.md, "Feedback pathways").
+//   symmetric: W itself (the paper; the default)
+//   fa:        feedback alignment, a fixed random B of W's shape
+//   learned:   Kolen-Pollack, B starts random and receives W's update, so B - W decays
+enum class Feedback { Symmetric, Fa, Learned };
+Feedback parse_feedback(const std::string& text);  // "symmetric" | "fa" | "learned", any case
+const char* feedback_name(Feedback feedback);
+
 struct ModelSpec {
   std::string name;
   std::string description;
   std::vector<LayerSpec> layers;  // hidden layers, in order
   LayerSpec output;               // the output dense layer; units come from the data set
   TrainingDefaults training;
+  Feedback feedback = Feedback::Symmetric;
+  // learned only: a Keras-convention L2 coefficient added to each weighted layer's l2 for both
+  // W and B, so that B - W shrinks by (1 - 2 lr (l2 + feedback_decay)) per step.
+  double feedback_decay = 0;
 };
 
 // Parses and validates; `source` (a file path) prefixes every error, followed by the JSON

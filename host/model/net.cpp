@@ -47,6 +47,7 @@ Net::Net(const ModelSpec& spec, const Shape& input_shape, int classes, Backend& 
   for (const LayerSpec& ls : spec.layers) {
     auto layer = make_layer(ls);
     layer->set_name(ls.type + std::to_string(++per_type[ls.type]));
+    layer->set_feedback(spec.feedback, spec.feedback_decay);
     layer->build(be, shape, max_batch, dtype, seed, static_cast<int>(hidden_.size()));
     shape = layer->output_shape();
     for (int64_t d : shape)
@@ -55,6 +56,7 @@ Net::Net(const ModelSpec& spec, const Shape& input_shape, int classes, Backend& 
     hidden_.push_back(std::move(layer));
   }
   output_.set_name("output");
+  output_.set_feedback(spec.feedback, spec.feedback_decay);
   output_.build(be, shape, max_batch, dtype, seed, static_cast<int>(hidden_.size()));
   inputs_.resize(hidden_.size() + 1);
   outputs_.resize(hidden_.size());
@@ -124,6 +126,10 @@ std::vector<NamedParam> Net::state_tensors() {
   std::vector<NamedParam> all = params();
   for (auto& layer : hidden_)
     for (const NamedParam& p : layer->buffers()) all.push_back(p);
+  // fa/learned feedback weights B: state a resumed run needs, not needed for inference.
+  for (auto& layer : hidden_)
+    for (const NamedParam& p : layer->feedback_params()) all.push_back(p);
+  for (const NamedParam& p : output_.feedback_params()) all.push_back(p);
   return all;
 }
 
@@ -140,6 +146,18 @@ std::map<std::string, std::vector<uint8_t>> Net::state() {
 void Net::load_state(const std::map<std::string, std::vector<uint8_t>>& values,
                      const std::string& source) {
   const std::vector<NamedParam> tensors = state_tensors();
+  // A checkpoint of an fa/learned run holds "<layer>.feedback" tensors; a net that has no
+  // feedback weights (evaluated with symmetric feedback) skips them.
+  std::map<std::string, bool> have;
+  for (const NamedParam& p : tensors) have[p.name] = true;
+  size_t skipped = 0;
+  const std::string suffix = ".feedback";
+  for (const auto& item : values) {
+    const std::string& name = item.first;
+    if (!have.count(name) && name.size() > suffix.size() &&
+        name.compare(name.size() - suffix.size(), suffix.size(), suffix) == 0)
+      ++skipped;
+  }
   for (const NamedParam& p : tensors) {
     auto it = values.find(p.name);
     BP_CHECK(it != values.end(), source << ": missing parameter " << p.name);
@@ -149,7 +167,7 @@ void Net::load_state(const std::map<std::string, std::vector<uint8_t>>& values,
                     << shape_string(p.tensor->shape()) << " " << dtype_name(p.tensor->dtype()) << ")");
     be_.copy_from_host(*p.tensor, it->second.data());
   }
-  BP_CHECK(values.size() == tensors.size(),
+  BP_CHECK(values.size() == tensors.size() + skipped,
            source << ": holds " << values.size() << " tensors, the model has " << tensors.size());
 }
 

@@ -56,11 +56,12 @@ class FlattenLayer final : public Layer {
 
 }  // namespace
 
-void init_normal(Backend& be, Tensor& param, double std, uint64_t seed, int layer_index) {
+void init_normal(Backend& be, Tensor& param, double std, uint64_t seed, int layer_index,
+                 RngStream stream) {
   const int64_t n = param.numel();
   std::vector<double> values(static_cast<size_t>(n));
   for (int64_t i = 0; i < n; ++i) {
-    const Philox4 r = philox_draw(seed, RngStream::kInit, static_cast<uint32_t>(i),
+    const Philox4 r = philox_draw(seed, stream, static_cast<uint32_t>(i),
                                   static_cast<uint32_t>(i >> 32), static_cast<uint32_t>(layer_index));
     values[size_t(i)] = std * normal_from_bits(r.v[0], r.v[1]);
   }

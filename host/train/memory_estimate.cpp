@@ -58,6 +58,7 @@ Walk walk_layers(const ModelSpec& spec, const Shape& input, int classes, int max
                                                << shape_string(shape) << " (add a flatten layer before it)");
     const int64_t in = shape[0];
     w.param(int64_t(units) * in);
+    if (spec.feedback != Feedback::Symmetric) w.param(int64_t(units) * in);  // B
     if (bias) w.param(units, train_batch);
     w.activations += B * uint64_t(units) * kF32 + B * uint64_t(in) * kF32;  // out_, dx_
     shape = {units};
@@ -83,7 +84,9 @@ Walk walk_layers(const ModelSpec& spec, const Shape& input, int classes, int max
       const bool local = ls.type == "local2d";
       const int64_t positions = g.positions();
       const int64_t out_elems = positions * g.out_c;
-      w.param(local ? positions * g.out_c * g.patch_size() : int64_t(g.out_c) * g.patch_size());
+      const int64_t weights = local ? positions * g.out_c * g.patch_size() : int64_t(g.out_c) * g.patch_size();
+      w.param(weights);
+      if (spec.feedback != Feedback::Symmetric) w.param(weights);  // B
       if (ls.bias) {
         const int64_t bias = local ? positions * g.out_c : g.out_c;
         w.param(bias, int64_t(train_batch) * out_elems / bias);

@@ -17,6 +17,7 @@ enum class RngStream : uint32_t {
   kShuffle = 3,  // per-epoch permutation keys: counter (index, epoch)
   kSplit = 4,    // train/validation split: counter (index)
   kDropout = 5,  // dropout masks: counter (element, step, layer)
+  kFeedbackInit = 6,  // fa/learned feedback weights B: counter (element, parameter index)
 };
 
 struct Philox4 {

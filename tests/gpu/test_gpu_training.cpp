@@ -1,5 +1,5 @@
 // Whole training on the GPU against the CPU: one TrainingStep of each rule on the dense and
-// conv nets (same actions, same weights to float rounding); StepRunner with CUDA graphs
+// conv nets (same actions, same weights to float rounding), also with fa/learned feedback; StepRunner with CUDA graphs
 // against plain launches (graph replay with moving batch offset and step must change
 // nothing); and a short Fashion-MNIST run on both backends reaching the same accuracy.
 #include <iostream>
@@ -75,9 +75,12 @@ class GpuTrainingStep : public GpuParity {
   // Two steps of `rule` on the same synthetic batch from the same seed on both backends: the
   // BrainProp actions must be identical, the errors and statistics equal to float rounding,
   // and every parameter's change the same (see below for why as a whole tensor).
-  void compare(const std::string& model, Rule rule) {
-    const std::string what = model + " " + rule_name(rule);
-    const ModelSpec spec = load_model(model);
+  void compare(const std::string& model, Rule rule, Feedback feedback = Feedback::Symmetric,
+               double feedback_decay = 0) {
+    const std::string what = model + " " + rule_name(rule) + " " + feedback_name(feedback);
+    ModelSpec spec = load_model(model);
+    spec.feedback = feedback;
+    spec.feedback_decay = feedback_decay;
     const int batch = 32;
     const uint64_t seed = 17;
     Net cnet(spec, kInput, kClasses, *cpu_, batch, DType::F32, seed);
@@ -143,6 +146,16 @@ TEST_F(GpuTrainingStep, ConvEbp) {
 }
 
 TEST_F(GpuTrainingStep, LocconBrainProp) { compare("loccon", Rule::BrainProp); }
+
+// Feedback through B (docs/design.md "Feedback pathways"): the same ops with B in W's place, so
+// the same tolerance. fa's B never changes (its "update" must be exactly zero on both backends);
+// learned's B takes W's update. Dense and loccon (local2d, dense) need no cuDNN.
+TEST_F(GpuTrainingStep, DenseFaBrainProp) { compare("dense", Rule::BrainProp, Feedback::Fa); }
+TEST_F(GpuTrainingStep, DenseLearnedEbp) { compare("dense", Rule::Ebp, Feedback::Learned, 0.01); }
+TEST_F(GpuTrainingStep, LocconFaEbp) { compare("loccon", Rule::Ebp, Feedback::Fa); }
+TEST_F(GpuTrainingStep, LocconLearnedBrainProp) {
+  compare("loccon", Rule::BrainProp, Feedback::Learned, 0.01);
+}
 
 // --- StepRunner: CUDA graphs against plain launches ---
 
