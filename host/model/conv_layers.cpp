@@ -62,24 +62,23 @@ class ConvLikeLayer final : public Layer {
     if (need_dx) {
       dx = dx_.rows(x.dim(0));
       // Through W, or through B with fa/learned feedback.
-      const Tensor& w = feedback_ == Feedback::Symmetric ? weight_ : fb_weight_;
+      const Tensor& w = feedback_ == Feedback::Symmetric || update.true_gradient ? weight_ : fb_weight_;
       if (local_) {
         be.local2d_backward_data(dy, w, dx, g);
       } else {
         be.conv2d_backward_data(dy, w, dx, g);
       }
     }
-    const SgdCoefficients k = sgd_coefficients(update.lr, spec_.l2, update.batch);
+    const SgdCoefficients k = layer_sgd(update, spec_.l2);
     // Kolen-Pollack: W and B take the same update and the same decay.
-    const SgdCoefficients kw = feedback_ == Feedback::Learned
-                                   ? sgd_coefficients(update.lr, spec_.l2 + feedback_decay_, update.batch)
-                                   : k;
+    const bool learns_feedback = feedback_ == Feedback::Learned && !update.true_gradient;
+    const SgdCoefficients kw = learns_feedback ? layer_sgd(update, spec_.l2 + feedback_decay_) : k;
     if (local_) {
       be.local2d_update(weight_, dy, x, g, kw.decay, kw.step);
-      if (feedback_ == Feedback::Learned) be.local2d_update(fb_weight_, dy, x, g, kw.decay, kw.step);
+      if (learns_feedback) be.local2d_update(fb_weight_, dy, x, g, kw.decay, kw.step);
     } else {
       be.conv2d_update(weight_, dy, x, g, kw.decay, kw.step);
-      if (feedback_ == Feedback::Learned) be.conv2d_update(fb_weight_, dy, x, g, kw.decay, kw.step);
+      if (learns_feedback) be.conv2d_update(fb_weight_, dy, x, g, kw.decay, kw.step);
     }
     if (spec_.bias) be.update_bias(bias_, dy, k.decay, k.step);
     return dx;

@@ -38,12 +38,12 @@ Tensor DenseLayer::backward(Backend& be, const Tensor& x, const Tensor&, const T
   if (need_dx) {
     dx = dx_.rows(batch);
     // dx = dy W (dy B with fa/learned feedback), before W changes
-    be.gemm(false, false, 1.0, dy, feedback_ == Feedback::Symmetric ? weight_ : fb_weight_, 0.0, dx);
+    be.gemm(false, false, 1.0, dy, feedback_weights(update), 0.0, dx);
   }
-  const SgdCoefficients k = sgd_coefficients(update.lr, l2_, update.batch);
-  if (feedback_ == Feedback::Learned) {
+  const SgdCoefficients k = layer_sgd(update, l2_);
+  if (learns_feedback(update)) {
     // Kolen-Pollack: W and B take the same update and the same decay.
-    const SgdCoefficients kw = sgd_coefficients(update.lr, l2_ + feedback_decay_, update.batch);
+    const SgdCoefficients kw = layer_sgd(update, l2_ + feedback_decay_);
     be.gemm(true, false, -kw.step, dy, x, kw.decay, weight_);
     be.gemm(true, false, -kw.step, dy, x, kw.decay, fb_weight_);
   } else {
@@ -62,15 +62,15 @@ Tensor DenseLayer::backward_selected(Backend& be, const Tensor& x, const Tensor&
     dx = dx_.rows(batch);
     // phi^{N-1} = W[s, :] (B[s, :] with fa/learned feedback), times the error (and the gate
     // of the ReLU below, when fused)
-    const Tensor& w = feedback_ == Feedback::Symmetric ? weight_ : fb_weight_;
+    const Tensor& w = feedback_weights(update);
     if (gate_y)
       be.gather_rows_scaled_gated(w, action, err, *gate_y, dx);
     else
       be.gather_rows_scaled(w, action, err, dx);
   }
-  const SgdCoefficients k = sgd_coefficients(update.lr, l2_, update.batch);
-  if (feedback_ == Feedback::Learned) {
-    const SgdCoefficients kw = sgd_coefficients(update.lr, l2_ + feedback_decay_, update.batch);
+  const SgdCoefficients k = layer_sgd(update, l2_);
+  if (learns_feedback(update)) {
+    const SgdCoefficients kw = layer_sgd(update, l2_ + feedback_decay_);
     be.scatter_update_rows(weight_, action, err, x, kw.decay, kw.step);
     be.scatter_update_rows(fb_weight_, action, err, x, kw.decay, kw.step);
   } else {

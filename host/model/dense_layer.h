@@ -42,6 +42,15 @@ class DenseLayer final : public Layer {
   double feedback_decay_ = 0;
   Tensor weight_, bias_, out_, dx_;
   Tensor fb_weight_;  // B, fa and learned only
+
+  // What the feedback goes down through: W, or B with fa/learned (unless the true gradient
+  // is asked for); and whether B takes W's update this step.
+  const Tensor& feedback_weights(const UpdateArgs& update) const {
+    return feedback_ == Feedback::Symmetric || update.true_gradient ? weight_ : fb_weight_;
+  }
+  bool learns_feedback(const UpdateArgs& update) const {
+    return feedback_ == Feedback::Learned && !update.true_gradient;
+  }
 };
 
 }  // namespace bp

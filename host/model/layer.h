@@ -9,6 +9,7 @@
 
 #include "core/backend.h"
 #include "math/philox.h"
+#include "math/sgd.h"
 #include "model/model_spec.h"
 
 namespace bp {
@@ -22,7 +23,18 @@ struct NamedParam {
 struct UpdateArgs {
   double lr = 0;
   int batch = 1;
+  // Multiplies every layer's L2 (and learned feedback's decay): 0 leaves only the loss's
+  // gradient in the update, as the update probe (train/update_probe.h) measures it.
+  double l2_scale = 1.0;
+  // Send feedback down through the forward weights whatever the net's feedback pathway, and
+  // leave feedback weights alone: the update is then the true gradient of the rule's loss.
+  bool true_gradient = false;
 };
+
+// The SGD coefficients of one layer's update: its L2 coefficient scaled by update.l2_scale.
+inline SgdCoefficients layer_sgd(const UpdateArgs& update, double l2) {
+  return sgd_coefficients(update.lr, l2 * update.l2_scale, update.batch);
+}
 
 // What a forward pass needs beyond its input: the mode, and for stochastic layers the
 // (seed, step) their Philox draws are keyed by.

@@ -16,33 +16,42 @@ TrainingStep::TrainingStep(Net& net, Rule rule, double epsilon, uint64_t seed)
 
 void TrainingStep::run(const Tensor& x, const Tensor& labels, double lr, uint64_t step,
                        Tensor& stats) {
-  Backend& be = net_.backend();
-  const int64_t batch = x.dim(0);
   Tensor logits;
   {
     TraceRange range("forward");
     logits = net_.forward(x, true, step);
   }
-  const UpdateArgs update{lr, static_cast<int>(batch)};
+  head(logits, labels, step, stats);
+  const UpdateArgs update{lr, static_cast<int>(x.dim(0))};
+  if (rule_ == Rule::BrainProp)
+    backward(action_view_, err_view_, update);
+  else
+    backward(Tensor(), dlogits_view_, update);
+}
+
+void TrainingStep::head(const Tensor& logits, const Tensor& labels, uint64_t step, Tensor& stats) {
+  Backend& be = net_.backend();
+  const int64_t batch = logits.dim(0);
   if (rule_ == Rule::BrainProp) {
     action_view_ = action_.rows(batch);
     err_view_ = err_.rows(batch);
-    {
-      TraceRange range("brainprop head (action, reward, RPE)");
-      be.brainprop_head(logits, labels,
-                        BrainPropHeadArgs{static_cast<float>(epsilon_), seed_, step},
-                        action_view_, err_view_, stats);
-    }
-    TraceRange range("backward (feedback + in-place update)");
-    net_.backward_selected(action_view_, err_view_, update);
+    TraceRange range("brainprop head (action, reward, RPE)");
+    be.brainprop_head(logits, labels, BrainPropHeadArgs{static_cast<float>(epsilon_), seed_, step},
+                      action_view_, err_view_, stats);
   } else {
-    Tensor grad = dlogits_.rows(batch);
-    {
-      TraceRange range("softmax cross-entropy head");
-      be.softmax_xent_head(logits, labels, grad, stats);
-    }
+    dlogits_view_ = dlogits_.rows(batch);
+    TraceRange range("softmax cross-entropy head");
+    be.softmax_xent_head(logits, labels, dlogits_view_, stats);
+  }
+}
+
+void TrainingStep::backward(const Tensor& action, const Tensor& err, const UpdateArgs& update) {
+  if (rule_ == Rule::BrainProp) {
+    TraceRange range("backward (feedback + in-place update)");
+    net_.backward_selected(action, err, update);
+  } else {
     TraceRange range("backward (gradient + in-place update)");
-    net_.backward(grad, update);
+    net_.backward(err, update);
   }
 }
 

@@ -13,16 +13,25 @@ class TrainingStep {
   TrainingStep(Net& net, Rule rule, double epsilon, uint64_t seed);
   // stats (float64 [kStatCount] on the backend) accumulates loss, accuracy, reward, exploration.
   void run(const Tensor& x, const Tensor& labels, double lr, uint64_t step, Tensor& stats);
+  // The two halves of run() after the forward pass, for the update probe: the head leaves the
+  // output error (BrainProp: actions() and errors(); EBP: output_gradient()), and backward()
+  // sends an output error of that kind down, updating the net in place.
+  void head(const Tensor& logits, const Tensor& labels, uint64_t step, Tensor& stats);
+  // BrainProp: `action` int32 [B] and `err` [B]; otherwise `err` is dlogits [B, classes].
+  void backward(const Tensor& action, const Tensor& err, const UpdateArgs& update);
   // The last step's BrainProp actions (int32 [B]) and output errors ([B]).
   const Tensor& actions() const { return action_view_; }
   const Tensor& errors() const { return err_view_; }
+  // The last step's gradient at the logits [B, classes] (EBP).
+  const Tensor& output_gradient() const { return dlogits_view_; }
+  Rule rule() const { return rule_; }
 
  private:
   Net& net_;
   Rule rule_;
   double epsilon_;
   uint64_t seed_;
-  Tensor action_, err_, dlogits_, action_view_, err_view_;
+  Tensor action_, err_, dlogits_, action_view_, err_view_, dlogits_view_;
 };
 
 // Accuracy of argmax over a whole split, in batches of `batch`; stats is scratch.
