@@ -15,7 +15,12 @@ EXECUTION = {"threads", "backend", "math"}
 
 
 def untimed(record):
-    return {k: v for k, v in record.items() if k not in TIMINGS}
+    """The record without timings, at any depth (the update probe's "seconds" is nested)."""
+    if isinstance(record, dict):
+        return {k: untimed(v) for k, v in record.items() if k not in TIMINGS}
+    if isinstance(record, list):
+        return [untimed(v) for v in record]
+    return record
 
 
 def history(text):

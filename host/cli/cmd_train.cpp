@@ -46,6 +46,9 @@ training:  --epochs N           at most N epochs (default 500)
            --min-delta X        smallest val-accuracy gain that counts (default 0.001)
            --seed N             run seed, an integer >= 0 (default 1)
            --eval-batch N       batch size for evaluation (default 500)
+           --probe N            after each epoch, measure on the first N training images the
+                                update's angle to the true gradient, its per-sample variance
+                                and the W-B angles, into history.jsonl (default 32; 0: off)
 running:   --backend auto|cpu|cuda  auto: the first CUDA device if there is one, else the CPU
            --threads N          CPU threads (default: all cores)
            --math fp32|tf32     GPU GEMM/convolution precision (default fp32, the CPU's;
@@ -90,7 +93,8 @@ void check_resume_options(const Args& args, const TrainConfig& stored, const std
       {"lr_decay_factor", "lr-decay-factor"}, {"epsilon", "epsilon"}, {"patience", "patience"},
       {"min_delta", "min-delta"}, {"seed", "seed"}, {"val", "val"},
       {"holdout_fraction", "holdout-fraction"}, {"train_limit", "train-limit"},
-      {"test_limit", "test-limit"}, {"eval_batch", "eval-batch"}};
+      {"test_limit", "test-limit"}, {"eval_batch", "eval-batch"},
+      {"probe_size", "probe"}};
   std::string conflicts;
   for (const char* field : {"feedback", "feedback_decay"}) {  // kept in the model
     const std::string option = field == std::string("feedback") ? "feedback" : "feedback-decay";

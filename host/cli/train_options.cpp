@@ -25,7 +25,7 @@ const std::set<std::string>& training_value_options() {
   static const std::set<std::string> names = {
       "epochs", "batch", "lr", "lr-decay-every", "lr-decay-factor", "epsilon", "patience",
       "min-delta", "seed", "val", "holdout-fraction", "train-limit", "test-limit", "backend",
-      "threads", "eval-batch", "math", "feedback", "feedback-decay"};
+      "threads", "eval-batch", "math", "feedback", "feedback-decay", "probe"};
   return names;
 }
 
@@ -57,6 +57,9 @@ void apply_training_options(const Args& args, TrainConfig& c) {
   c.math = args.get("math", c.math);
   parse_math_mode(c.math);  // reject a bad value before any data is loaded
   c.eval_batch = args.get_int("eval-batch", c.eval_batch);
+  c.probe_size = args.get_int("probe", c.probe_size);
+  BP_CHECK(c.probe_size == 0 || c.probe_size >= 2,
+           "--probe must be 0 (no update probe) or >= 2 images, got " << c.probe_size);
   c.progress = !args.flag("no-progress");
   c.graphs = !args.flag("no-graphs");
   // The feedback pathway lives in the model (its "feedback" keys); the options override them.

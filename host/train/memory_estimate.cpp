@@ -198,6 +198,13 @@ RunMemoryEstimate estimate_run_memory(const TrainConfig& config, const Shape& in
            split_bytes(e.test_images, input);
   e.batches = loader_bytes(config.batch_size, input) + 2 * loader_bytes(config.eval_batch, input);
   e.other = kStatCount * kF64 + uint64_t(w.state_tensors) * kF64;
+  if (config.probe_size > 0) {  // train/update_probe.h: a loader, stats, actions and errors
+    const uint64_t loader_rows = uint64_t(std::max(1, std::min(config.probe_size, e.max_batch)));
+    const uint64_t p = uint64_t(std::min<int64_t>({config.probe_size, e.train_images, e.max_batch}));
+    e.batches += loader_bytes(int(loader_rows), input) + uint64_t(e.train_images) * kI32;
+    e.other += kStatCount * kF64 + p * kI32 +
+               (config.rule == Rule::BrainProp ? p : p * uint64_t(classes)) * kF32;
+  }
 
   // The shared workspace grows to max(request, 2 x its size) and keeps every outgrown buffer
   // (a captured graph may point at it), so it holds less than 4x the largest request.
@@ -237,8 +244,8 @@ std::string RunMemoryEstimate::breakdown() const {
   row("data", data,
       "uint8 images, int32 labels and orders: " + std::to_string(train_images) + " train, " +
           std::to_string(val_images) + " validation, " + std::to_string(test_images) + " test");
-  row("batches", batches, "float32 batch buffers of the train, validation and test loaders");
-  row("other", other, "statistics and non-finite counters");
+  row("batches", batches, "float32 batch buffers of the train, validation, test and probe loaders");
+  row("other", other, "statistics, non-finite counters and the update probe's errors");
   row("tensors", tensor_bytes(), "= what the trainer allocates on the backend (exact)");
   row("workspace", workspace,
       "CUDA: cuBLAS " + format_bytes(kCublasWorkspaceBytes) +

@@ -40,8 +40,9 @@ struct RunMemoryEstimate {
   uint64_t activations = 0;  // each layer's output and feedback buffers and the head's buffers,
                              // at max(batch, eval_batch) rows
   uint64_t data = 0;         // train/validation/test images (uint8), labels and orders (int32)
-  uint64_t batches = 0;      // the three loaders' float32 batch and int32 label buffers
-  uint64_t other = 0;        // the stats and non-finite-count tensors
+  uint64_t batches = 0;      // the loaders' float32 batch and int32 label buffers (train,
+                             // validation, test, and the update probe's with its own order)
+  uint64_t other = 0;        // the stats and non-finite-count tensors, the probe's errors
   // CUDA only:
   uint64_t workspace = 0;    // cuBLAS workspace + the shared growable workspace (cuDNN scratch,
                              // padded convolution inputs, reductions) with its outgrown copies

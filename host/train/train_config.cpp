@@ -39,7 +39,8 @@ nlohmann::json config_to_json(const TrainConfig& c) {
           {"backend", c.backend},
           {"threads", c.threads},
           {"math", c.math},
-          {"eval_batch", c.eval_batch}};
+          {"eval_batch", c.eval_batch},
+          {"probe_size", c.probe_size}};
 }
 
 TrainConfig config_from_json(const nlohmann::json& doc, const std::string& source) {
@@ -66,6 +67,7 @@ TrainConfig config_from_json(const nlohmann::json& doc, const std::string& sourc
     c.threads = doc.at("threads").get<int>();
     c.math = doc.value("math", std::string("fp32"));  // absent before the CUDA backend
     c.eval_batch = doc.at("eval_batch").get<int>();
+    c.probe_size = doc.value("probe_size", 0);  // absent before the update probe: none
   } catch (const nlohmann::json::exception& e) {
     BP_FAIL(source << ": not a brainprop run configuration: " << e.what());
   }

@@ -37,6 +37,8 @@ struct TrainConfig {
   std::string math = "fp32";  // fp32 | tf32: GEMM/convolution precision on the GPU
   std::string out_dir;
   int eval_batch = 1000;
+  // Images in the update probe run after every epoch (train/update_probe.h); 0: no probe.
+  int probe_size = 32;
   bool progress = true;
   bool graphs = true;  // replay each step as a recorded graph where the backend can
   // Stop as if interrupted once this many steps have run (-1: never). For testing resume.

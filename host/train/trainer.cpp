@@ -19,6 +19,7 @@
 #include "train/schedule.h"
 #include "train/step_runner.h"
 #include "train/training_step.h"
+#include "train/update_probe.h"
 
 namespace bp {
 
@@ -59,6 +60,7 @@ nlohmann::json EpochRecord::to_json(Rule rule) const {
     j["reward_rate"] = reward_rate;
     j["exploration_rate"] = exploration_rate;
   }
+  if (!probe.is_null()) j["probe"] = probe;
   return j;
 }
 
@@ -98,8 +100,13 @@ std::string format_epoch_line(const EpochRecord& r, int max_epochs, Rule rule) {
   if (rule == Rule::BrainProp)
     n += std::snprintf(line + n, sizeof line - size_t(n), "  reward %.4f  explore %.4f",
                        r.reward_rate, r.exploration_rate);
-  std::snprintf(line + n, sizeof line - size_t(n), "  %.2fs  %.0f img/s", r.seconds,
-                r.images_per_second);
+  n += std::snprintf(line + n, sizeof line - size_t(n), "  %.2fs  %.0f img/s", r.seconds,
+                     r.images_per_second);
+  if (!r.probe.is_null()) {
+    const auto figure = [](const nlohmann::json& v) { return v.is_null() ? std::string("n/a") : std::to_string(v.get<double>()).substr(0, 6); };
+    std::snprintf(line + n, sizeof line - size_t(n), "  update/gradient %s deg  var %s",
+                  figure(r.probe.at("update_angle")).c_str(), figure(r.probe.at("update_variance")).c_str());
+  }
   return line;
 }
 
@@ -169,6 +176,7 @@ std::vector<EpochRecord> parse_history(const std::string& text, int epochs, Rule
         r.reward_rate = j.at("reward_rate");
         r.exploration_rate = j.at("exploration_rate");
       }
+      if (j.contains("probe")) r.probe = j.at("probe");
       history.push_back(r);
     } catch (const nlohmann::json::exception& ex) {
       BP_FAIL(source << ": line " << e + 1 << ": " << ex.what());
@@ -224,6 +232,8 @@ TrainResult train(const TrainConfig& config, const Dataset& data, Backend& be,
   Tensor stats = be.empty({kStatCount}, DType::F64);
   Tensor nonfinite_counts = be.empty({int64_t(net.state_tensors().size())}, DType::F64);
   StepRunner runner(be, train_loader, step, config.batch_size, config.graphs);
+  std::unique_ptr<UpdateProbe> probe;
+  if (config.probe_size > 0) probe = std::make_unique<UpdateProbe>(net, step, train_dev, config.probe_size);
 
   const LrSchedule schedule{config.lr, config.lr_decay_every, config.lr_decay_factor};
   EarlyStopping stopper(config.patience, config.min_delta);
@@ -349,6 +359,7 @@ TrainResult train(const TrainConfig& config, const Dataset& data, Backend& be,
     if (stop_if_nonfinite(rec.epoch)) break;
     rec.val_accuracy = evaluate_accuracy(net, val_loader, config.eval_batch, stats);
     rec.seconds = seconds_before + std::chrono::duration<double>(Clock::now() - t_epoch).count();
+    if (probe) rec.probe = probe->measure(rec.epoch).to_json();  // not in rec.seconds
     result.history.push_back(rec);
     summary.epochs_run = rec.epoch;
     if (log) log(format_epoch_line(rec, config.max_epochs, config.rule));

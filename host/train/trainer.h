@@ -20,6 +20,7 @@ struct EpochRecord {
   double lr = 0, train_loss = 0, train_accuracy = 0, val_accuracy = 0;
   double seconds = 0, images_per_second = 0;
   double reward_rate = 0, exploration_rate = 0;  // BrainProp only
+  nlohmann::json probe;  // the update probe's figures (ProbeResult::to_json); null: no probe
   nlohmann::json to_json(Rule rule) const;
 };
 

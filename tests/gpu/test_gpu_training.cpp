@@ -15,6 +15,7 @@
 #include "train/step_runner.h"
 #include "train/trainer.h"
 #include "train/training_step.h"
+#include "train/update_probe.h"
 
 namespace bp::test {
 namespace {
@@ -243,6 +244,51 @@ TEST_F(GpuStepGraphs, LocconEbpReplaysMatchPlainSteps) {
 }
 
 // --- a short real run on both backends ---
+
+// --- the update probe (train/update_probe.h): its figures on both backends ---
+
+class GpuUpdateProbe : public GpuParity {
+ protected:
+  // The same net, probe batch and draws on both backends. The probe's host arithmetic is the
+  // same; what differs is the float32 rounding of the backward passes it runs: angles within
+  // 0.5 degree, variances and norms within 2% (the same ReLU-flip allowance as the training
+  // step above); the net must be left exactly as it was on both.
+  void compare(const std::string& model, Rule rule, Feedback feedback) {
+    const std::string what = model + " " + rule_name(rule) + " " + feedback_name(feedback);
+    ModelSpec spec = load_model(model);
+    spec.feedback = feedback;
+    const ImageSet images = synthetic_images(40, 9);
+    Net cnet(spec, kInput, kClasses, *cpu_, 32, DType::F32, 31);
+    Net gnet(spec, kInput, kClasses, *gpu_, 32, DType::F32, 31);
+    TrainingStep cstep(cnet, rule, 0.3, 31), gstep(gnet, rule, 0.3, 31);
+    DeviceImages cdata(*cpu_, images), gdata(*gpu_, images);
+    UpdateProbe cprobe(cnet, cstep, cdata, 16), gprobe(gnet, gstep, gdata, 16);
+    const NamedValues g_before = read_state(gnet);
+    const ProbeResult c = cprobe.measure(1), g = gprobe.measure(1);
+    const NamedValues g_after = read_state(gnet);
+    for (size_t i = 0; i < g_before.size(); ++i)
+      expect_equal_values(g_before[i].second, g_after[i].second, what + " left " + g_before[i].first);
+    ASSERT_EQ(c.layers.size(), g.layers.size()) << what;
+    auto near = [&](const std::optional<double>& cv, const std::optional<double>& gv, double tol,
+                    const std::string& figure) {
+      ASSERT_EQ(cv.has_value(), gv.has_value()) << figure;
+      if (cv) EXPECT_NEAR(*gv, *cv, tol) << figure;
+    };
+    for (size_t i = 0; i < c.layers.size(); ++i) {
+      const std::string at = what + " " + c.layers[i].layer;
+      ASSERT_EQ(c.layers[i].layer, g.layers[i].layer);
+      near(c.layers[i].update_angle, g.layers[i].update_angle, 0.5, at + " update angle");
+      near(c.layers[i].feedback_angle, g.layers[i].feedback_angle, 1e-3, at + " W-B angle");
+      if (c.layers[i].update_variance)
+        near(c.layers[i].update_variance, g.layers[i].update_variance,
+             0.02 * *c.layers[i].update_variance, at + " variance");
+      EXPECT_NEAR(g.layers[i].update_norm, c.layers[i].update_norm, 0.02 * c.layers[i].update_norm) << at;
+    }
+  }
+};
+
+TEST_F(GpuUpdateProbe, DenseFaBrainProp) { compare("dense", Rule::BrainProp, Feedback::Fa); }
+TEST_F(GpuUpdateProbe, LocconLearnedEbp) { compare("loccon", Rule::Ebp, Feedback::Learned); }
 
 TEST_F(GpuParity, FashionMnistTwoEpochsMatchTheCpu) {
   Dataset data;
