@@ -10,6 +10,12 @@ rule, metric, epoch, mean, std, n) and writes, per (data, model):
                                             number of seeds that reached each epoch below
   <data>-<model>-brainprop_reward.png/.svg  BrainProp's reward rate and exploration rate per
                                             epoch, mean +- std, in two panels
+  <data>-<model>-update_probe.png/.svg      the update probe (--probe): the angle between each
+                                            rule's update and the true gradient of its loss,
+                                            and the relative per-sample update variance (log
+                                            scale), per epoch, one line per rule
+  <data>-<model>-feedback_angle.png/.svg    the angle between W and the feedback weights B of
+                                            each layer (fa, learned), per epoch
 The mean at epoch e is over the seeds whose run reached epoch e (runs stop early at different
 epochs), so the curves' tails rest on fewer seeds; the n panel shows how many.
 
@@ -158,6 +164,60 @@ def plot_brainprop_reward(plt, ticker, data, model, by_rule, out_stem):
     return save(plt, fig, out_stem + "-brainprop_reward")
 
 
+def plot_update_probe(plt, ticker, data, model, by_rule, out_stem):
+    panels = [(m, t, log) for m, t, log in (
+        ("update_angle", "update ∠ true gradient (°)", False),
+        ("update_variance", "relative update variance", True))
+        if any(by_rule[r].get(m) for r in by_rule)]
+    if not panels:
+        return []
+    rules = [r for r in rules_in(by_rule) if any(by_rule[r].get(m) for m, _, _ in panels)]
+    fig, axes = plt.subplots(len(panels), 1, sharex=True, figsize=(7.5, 2.6 + 2.4 * len(panels)),
+                             squeeze=False)
+    for ax, (metric, label, log) in zip(axes[:, 0], panels):
+        for r in rules:
+            points = by_rule[r].get(metric)
+            if points:
+                n = seeds(points)
+                band(ax, points, r, 1.0, f"{style(r)[0]} ({n} seed{'s' if n != 1 else ''})")
+        if log:
+            ax.set_yscale("log")
+        ax.set_ylabel(label)
+        finish_axes(ax, ticker)
+    axes[0, 0].legend(loc="best")
+    axes[-1, 0].set_xlabel("epoch")
+    fig.suptitle(f"{data} {model}: update probe (mean ± std over seeds)", fontsize=11)
+    fig.text(0.5, 0.005, "on the same probe batch each epoch; variance: sum_b ||u_b - mean||² / (N-1)"
+             " / ||mean||², per-sample updates u_b\n" + NOTE,
+             ha="center", va="bottom", fontsize=7.5, color="0.35")
+    fig.subplots_adjust(left=0.12, right=0.97, top=0.91, bottom=0.13, hspace=0.1)
+    return save(plt, fig, out_stem + "-update_probe")
+
+
+def plot_feedback_angle(plt, ticker, data, model, by_rule, out_stem):
+    prefix = "feedback_angle."
+    lines = [(r, m) for r in rules_in(by_rule) for m in sorted(by_rule[r]) if m.startswith(prefix)]
+    if not lines:
+        return []
+    fig, ax = plt.subplots(figsize=(7.5, 4.2))
+    styles = ["-", "--", ":", "-."]
+    rules = [r for r in rules_in(by_rule) if any(rr == r for rr, _ in lines)]
+    for r, m in lines:
+        points = by_rule[r][m]
+        epochs = [p[0] for p in points]
+        ax.plot(epochs, [p[1] for p in points], ls=styles[rules.index(r) % len(styles)],
+                marker="o" if len(points) <= 25 else None, ms=3,
+                label=f"{style(r)[0]} {m[len(prefix):]}")
+    ax.set_ylabel("W ∠ B (°)")
+    ax.set_xlabel("epoch")
+    ax.legend(loc="best", fontsize=8)
+    finish_axes(ax, ticker)
+    ax.set_title(f"{data} {model}: angle between forward and feedback weights (mean over seeds)",
+                 fontsize=11)
+    fig.subplots_adjust(left=0.1, right=0.97, top=0.92, bottom=0.12)
+    return save(plt, fig, out_stem + "-feedback_angle")
+
+
 def save(plt, fig, stem):
     written = []
     for ext in (".png", ".svg"):
@@ -193,6 +253,8 @@ def main(argv):
         stem = os.path.join(report_dir, file_safe(data) + "-" + file_safe(model))
         written += plot_val_accuracy(plt, ticker, data, model, curves[(data, model)], stem)
         written += plot_brainprop_reward(plt, ticker, data, model, curves[(data, model)], stem)
+        written += plot_update_probe(plt, ticker, data, model, curves[(data, model)], stem)
+        written += plot_feedback_angle(plt, ticker, data, model, curves[(data, model)], stem)
     for path in written:
         print(f"plot_report.py: wrote {path}")
     return 0

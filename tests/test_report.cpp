@@ -662,5 +662,57 @@ TEST_F(ReportFigures, PlotScriptWritesPngAndSvg) {
   EXPECT_NE(svg.find("<svg"), std::string::npos);
 }
 
+// Runs with a feedback variant and the update probe's figures in their history.
+class ReportProbe : public ReportTest {
+ protected:
+  void write_probe_run(const std::string& rel, const std::string& rule, unsigned long long seed,
+                       double angle, double variance) const {
+    const fs::path d = dir_ / rel;
+    fs::create_directories(d);
+    const nlohmann::json config = {{"data", "mnist"}, {"model", {{"name", "conv"}, {"feedback", "fa"}}},
+                                   {"rule", rule},    {"seed", seed},
+                                   {"val", "test"},   {"lr", 0.1}};
+    std::ofstream(d / "config.json") << config.dump(2) << "\n";
+    std::ofstream history(d / "history.jsonl");
+    for (int e = 1; e <= 2; ++e) {
+      const nlohmann::json probe = {
+          {"size", 8}, {"seconds", 0.1}, {"update_angle", angle * e}, {"update_variance", variance * e},
+          {"update_norm", 1.0},
+          {"layers", {{{"layer", "conv2d1"}, {"update_angle", 2 * angle * e}, {"update_variance", 1.0},
+                       {"update_norm", 0.5}, {"feedback_angle", 80.0 / e}},
+                      {{"layer", "output"}, {"update_angle", 0.0}, {"update_variance", nullptr},
+                       {"update_norm", 0.0}, {"feedback_angle", 70.0}}}}};
+      history << nlohmann::json({{"epoch", e}, {"val_accuracy", 0.5}, {"probe", probe}}).dump() << "\n";
+    }
+    const nlohmann::json summary = {{"best_epoch", 2},         {"best_val_accuracy", 0.5},
+                                    {"epochs_run", 2},         {"stop_reason", "max_epochs"},
+                                    {"test_accuracy", 0.5},    {"total_seconds", 1.5},
+                                    {"val_protocol", "test"}};
+    std::ofstream(d / "summary.json") << summary.dump(2) << "\n";
+  }
+};
+
+TEST_F(ReportProbe, FeedbackVariantsAreRowsAndTheProbeIsTabulatedAndPlotted) {
+  write_probe_run("mnist-conv-fa-brainprop-s1", "brainprop", 1, 10.0, 2.0);
+  write_probe_run("mnist-conv-fa-brainprop-s2", "brainprop", 2, 20.0, 4.0);
+  const Sweep s = report::write_report(sweep());
+  bool found = false;
+  for (const report::Group& g : s.groups) found = found || (g.model == "conv+fa" && g.rule == "brainprop");
+  EXPECT_TRUE(found) << "a fa run is its own row, conv+fa";
+  const std::string md = slurp(dir_ / "report" / "table.md");
+  // Last epoch: angles 20, 40 -> 30 (14.1); variance 4, 8 -> 6.00 (2.83); first layer 40, 80 -> 60
+  // (28.3); W-B angle 40, 40.
+  EXPECT_NE(md.find("| mnist | conv+fa | brainprop | 30.0 (14.1) | 6.00 (2.83) | 60.0 (28.3) | 40.0 (0.0) | 2 |"),
+            std::string::npos) << md;
+  const std::string curves = slurp(dir_ / "report" / "curves.csv");
+  EXPECT_NE(curves.find("mnist,conv+fa,brainprop,update_variance,2,6,"), std::string::npos) << curves;
+  EXPECT_NE(curves.find("mnist,conv+fa,brainprop,feedback_angle.conv2d1,1,80,0,2"), std::string::npos);
+  EXPECT_EQ(curves.find("update_variance.output"), std::string::npos) << "null figures are not curves";
+  const std::vector<std::string> figures = report::expected_figures(s);
+  for (const char* name : {"mnist-conv+fa-update_probe.png", "mnist-conv+fa-feedback_angle.svg"})
+    EXPECT_NE(std::find(figures.begin(), figures.end(), name), figures.end()) << name;
+  EXPECT_EQ(std::find(figures.begin(), figures.end(), "fashion-mnist-dense-update_probe.png"), figures.end());
+}
+
 }  // namespace
 }  // namespace bp

@@ -130,6 +130,24 @@ std::vector<std::string> find_run_dirs(const std::string& sweep_dir) {
   return runs;
 }
 
+namespace {
+// The update probe's figures (train/update_probe.h) as metrics: "update_angle" and
+// "update_variance" of the whole net, and "<figure>.<layer>" per layer; null figures are absent.
+void add_probe_metrics(const nlohmann::json& probe, EpochPoint& point) {
+  static const char* const figures[] = {"update_angle", "update_variance", "feedback_angle"};
+  for (const char* f : figures)
+    if (probe.contains(f) && probe[f].is_number()) point.metrics[f] = probe[f].get<double>();
+  if (!probe.contains("layers") || !probe["layers"].is_array()) return;
+  for (const nlohmann::json& layer : probe["layers"]) {
+    if (!layer.is_object() || !layer.contains("layer") || !layer["layer"].is_string()) continue;
+    const std::string name = layer["layer"].get<std::string>();
+    for (const char* f : figures)
+      if (layer.contains(f) && layer[f].is_number())
+        point.metrics[std::string(f) + "." + name] = layer[f].get<double>();
+  }
+}
+}  // namespace
+
 RunRecord read_run(const std::string& dir) {
   RunRecord run;
   run.dir = dir;
@@ -139,6 +157,10 @@ RunRecord read_run(const std::string& dir) {
   try {
     run.data = config.at("data").get<std::string>();
     run.model = config.at("model").at("name").get<std::string>();
+    // Feedback variants of a model are rows of their own: "conv+fa", "conv+dfa".
+    const nlohmann::json& model = config.at("model");
+    if (model.contains("feedback") && model.at("feedback").get<std::string>() != "symmetric")
+      run.model += "+" + model.at("feedback").get<std::string>();
     run.rule = config.at("rule").get<std::string>();
     run.val = config.contains("val") ? config.at("val").get<std::string>() : std::string("?");
     run.seed = config.at("seed").get<unsigned long long>();
@@ -172,6 +194,7 @@ RunRecord read_run(const std::string& dir) {
                             << " after epoch " << run.history.back().epoch);
       for (const auto& [key, value] : rec.items())
         if (key != "epoch" && value.is_number()) point.metrics[key] = value.get<double>();
+      if (rec.contains("probe") && rec["probe"].is_object()) add_probe_metrics(rec["probe"], point);
       BP_CHECK(point.metrics.count("val_accuracy"),
                history_path << " line " << line_no << ": no numeric \"val_accuracy\"");
       run.history.push_back(std::move(point));
@@ -520,6 +543,61 @@ std::string markdown_row(const TableRow& row) {
          percent(row.ebp, &Group::test_accuracy) + " | " + seeds + " | " + failed + " |";
 }
 
+// The update probe's table (empty when no run has probe figures).
+static std::string probe_markdown(const Sweep& sweep) {
+  // Each finished run's last epoch that has the figure; mean (std) over the group's seeds.
+  auto last_value = [](const RunRecord& r, const std::string& metric) -> std::optional<double> {
+    for (auto e = r.history.rbegin(); e != r.history.rend(); ++e) {
+      const auto it = e->metrics.find(metric);
+      if (it != e->metrics.end()) return it->second;
+    }
+    return std::nullopt;
+  };
+  auto cell = [&](const Group& g, const std::string& metric, int decimals) {
+    std::vector<double> values;
+    for (const RunRecord& r : g.runs)
+      if (const auto v = last_value(r, metric)) values.push_back(*v);
+    const MeanStd s = mean_std(values);
+    return s.n == 0 ? std::string("n/a") : format_mean_std(s.mean, s.std, decimals);
+  };
+  std::ostringstream md;
+  bool any = false;
+  for (const Group& g : sweep.groups) {
+    bool has = false;
+    for (const RunRecord& r : g.runs) has = has || last_value(r, "update_variance").has_value();
+    if (!has) continue;
+    if (!any)
+      md << "\n## Update probe (the last epoch of each run)\n\n"
+            "| data | model | rule | update ∠ true gradient (°) | relative update variance | "
+            "update ∠ gradient, first layer (°) | W ∠ B, first layer (°) | seeds |\n"
+            "|---|---|---|---|---|---|---|---|\n";
+    any = true;
+    std::string first_layer;
+    // The net's first weighted layer (layers are named by type and number).
+    for (const char* candidate : {"conv2d1", "local2d1", "dense1"}) {
+      bool found = false;
+      for (const RunRecord& r : g.runs) found = found || last_value(r, std::string("update_angle.") + candidate);
+      if (found) {
+        first_layer = candidate;
+        break;
+      }
+    }
+    md << "| " << g.data_label << " | " << g.model << " | " << g.rule << " | "
+       << cell(g, "update_angle", 1) << " | " << cell(g, "update_variance", 2) << " | "
+       << (first_layer.empty() ? "n/a" : cell(g, "update_angle." + first_layer, 1)) << " | "
+       << (first_layer.empty() ? "n/a" : cell(g, "feedback_angle." + first_layer, 1)) << " | "
+       << g.runs.size() << " |\n";
+  }
+  if (any)
+    md << "\nThe probe (`--probe N`, train/update_probe.h): after every epoch, on the first N "
+          "training images, the angle between the update the rule makes and the true gradient of "
+          "the rule's own loss (the same output errors sent back through W); the per-sample "
+          "variance of the update, sum_b ||u_b − ū||² / (N − 1) over ||ū||² (dimensionless, so "
+          "rules of different step sizes compare); and the angle between W and the feedback "
+          "weights B (fa, learned). Curves: `*-update_probe.png`, `*-feedback_angle.png`.\n";
+  return md.str();
+}
+
 std::string markdown_report(const Sweep& sweep) {
   std::ostringstream md;
   // No directory in the title: the merged report of a sweep's shards is the sweep's report.
@@ -556,6 +634,7 @@ std::string markdown_report(const Sweep& sweep) {
         "table.csv and runs.csv an unmeasured figure is an empty field.\n";
   if (!protocol_counts.empty())
     md << "- Validation protocol of the runs: " << join(protocol_counts, ", ") << ".\n";
+  md << probe_markdown(sweep);
   md << "\nRuns: " << run_counts(sweep) << ". Every run is in runs.csv.\n";
   auto list_runs = [&](const std::vector<RunRecord>& runs) {
     for (const RunRecord& r : runs)
@@ -669,14 +748,28 @@ std::string runs_csv(const Sweep& sweep) {
 
 const std::vector<std::string>& curve_metrics() {
   static const std::vector<std::string> metrics = {"val_accuracy", "train_accuracy", "train_loss",
-                                                   "reward_rate", "exploration_rate"};
+                                                   "reward_rate", "exploration_rate",
+                                                   "update_angle", "update_variance"};
   return metrics;
+}
+
+bool is_probe_layer_metric(const std::string& metric) {
+  for (const char* prefix : {"update_angle.", "update_variance.", "feedback_angle."})
+    if (metric.rfind(prefix, 0) == 0) return true;
+  return false;
 }
 
 std::vector<CurvePoint> aggregate_curves(const Sweep& sweep) {
   std::vector<CurvePoint> points;
   for (const Group& g : sweep.groups) {
-    for (const std::string& metric : curve_metrics()) {
+    std::vector<std::string> metrics = curve_metrics();
+    std::set<std::string> per_layer;  // the probe's per-layer figures these runs have
+    for (const RunRecord& r : g.runs)
+      for (const EpochPoint& e : r.history)
+        for (const auto& item : e.metrics)
+          if (is_probe_layer_metric(item.first)) per_layer.insert(item.first);
+    metrics.insert(metrics.end(), per_layer.begin(), per_layer.end());
+    for (const std::string& metric : metrics) {
       std::map<int, std::vector<double>> by_epoch;
       for (const RunRecord& r : g.runs)
         for (const EpochPoint& e : r.history) {
@@ -703,17 +796,21 @@ std::vector<std::string> expected_figures(const Sweep& sweep) {
   std::vector<std::string> files;
   const std::vector<CurvePoint> curves = aggregate_curves(sweep);
   for (const TableRow& row : table_rows(sweep)) {
-    bool val = false, reward = false;
+    bool val = false, reward = false, probe = false, feedback = false;
     for (const CurvePoint& p : curves) {
       if (p.data_label != row.data_label || p.model != row.model) continue;
       val = val || p.metric == "val_accuracy";
       reward = reward || (p.rule == "brainprop" &&
                           (p.metric == "reward_rate" || p.metric == "exploration_rate"));
+      probe = probe || p.metric == "update_angle" || p.metric == "update_variance";
+      feedback = feedback || p.metric.rfind("feedback_angle.", 0) == 0;
     }
     const std::string stem = file_safe(row.data_label) + "-" + file_safe(row.model);
     for (const char* ext : {".png", ".svg"}) {
       if (val) files.push_back(stem + "-val_accuracy" + ext);
       if (reward) files.push_back(stem + "-brainprop_reward" + ext);
+      if (probe) files.push_back(stem + "-update_probe" + ext);
+      if (feedback) files.push_back(stem + "-feedback_angle" + ext);
     }
   }
   return files;
