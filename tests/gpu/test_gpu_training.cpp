@@ -262,7 +262,7 @@ class GpuUpdateProbe : public GpuParity {
     Net gnet(spec, kInput, kClasses, *gpu_, 32, DType::F32, 31);
     TrainingStep cstep(cnet, rule, 0.3, 31), gstep(gnet, rule, 0.3, 31);
     DeviceImages cdata(*cpu_, images), gdata(*gpu_, images);
-    UpdateProbe cprobe(cnet, cstep, cdata, 16), gprobe(gnet, gstep, gdata, 16);
+    UpdateProbe cprobe(cnet, cstep, cdata, 8), gprobe(gnet, gstep, gdata, 8);
     const NamedValues g_before = read_state(gnet);
     const ProbeResult c = cprobe.measure(1), g = gprobe.measure(1);
     const NamedValues g_after = read_state(gnet);
