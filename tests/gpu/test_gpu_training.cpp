@@ -162,6 +162,9 @@ TEST_F(GpuTrainingStep, DenseDfaEbp) { compare("dense", Rule::Ebp, Feedback::Dfa
 TEST_F(GpuTrainingStep, DenseDfaBrainProp) { compare("dense", Rule::BrainProp, Feedback::Dfa); }
 TEST_F(GpuTrainingStep, LocconDfaEbp) { compare("loccon", Rule::Ebp, Feedback::Dfa); }
 TEST_F(GpuTrainingStep, LocconDfaBrainProp) { compare("loccon", Rule::BrainProp, Feedback::Dfa); }
+// conv: segments through batch norm and dropout, with cuDNN's convolutions.
+TEST_F(GpuTrainingStep, ConvDfaEbp) { compare("conv", Rule::Ebp, Feedback::Dfa); }
+TEST_F(GpuTrainingStep, ConvDfaBrainProp) { compare("conv", Rule::BrainProp, Feedback::Dfa); }
 
 // --- StepRunner: CUDA graphs against plain launches ---
 
