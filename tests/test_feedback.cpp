@@ -331,8 +331,8 @@ TEST(Feedback, ModelJsonKeysRoundTripAndAreChecked) {
   EXPECT_EQ(model_to_json(parse_model(model_to_json(spec), "again")), model_to_json(spec));
   EXPECT_EQ(parse_model({{"name", "m"}, {"layers", nlohmann::json::array()}}, "m").feedback,
             Feedback::Symmetric);
-  test::expect_error([&] { parse_model({{"name", "m"}, {"layers", nlohmann::json::array()}, {"feedback", "dfa"}}, "m.json"); },
-                     "m.json: feedback: expected \"symmetric\", \"fa\" or \"learned\", got \"dfa\"");
+  test::expect_error([&] { parse_model({{"name", "m"}, {"layers", nlohmann::json::array()}, {"feedback", "ffa"}}, "m.json"); },
+                     "m.json: feedback: expected \"symmetric\", \"fa\", \"learned\" or \"dfa\", got \"ffa\"");
   test::expect_error([&] {
     parse_model({{"name", "m"}, {"layers", nlohmann::json::array()}, {"feedback", "fa"}, {"feedback_decay", 0.1}}, "m.json");
   }, "m.json: feedback_decay: only \"feedback\": \"learned\" has a feedback decay");

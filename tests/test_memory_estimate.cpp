@@ -178,15 +178,17 @@ struct Case {
   int h, w, c;
   Rule rule;
   std::string val;
+  Feedback feedback = Feedback::Symmetric;
 };
 
 // Trains one epoch of the real trainer on the counting backend; the estimate's tensors must be
 // exactly the peak it saw.
 void expect_exact(const Case& k) {
-  SCOPED_TRACE(k.model + " " + rule_name(k.rule) + " val=" + k.val);
+  SCOPED_TRACE(k.model + " " + rule_name(k.rule) + " val=" + k.val + " " + feedback_name(k.feedback));
   const int classes = 10;
   const Dataset data = fake_data(75, 30, k.h, k.w, k.c, classes);
   TrainConfig config = small_config(k.model, k.rule, k.val);
+  config.model.feedback = k.feedback;
   CountingBackend be(make_cpu_backend(2));
   train(config, data, be, nullptr);
   EXPECT_GT(be.allocations, 10u);
@@ -212,6 +214,13 @@ TEST(MemoryEstimate, EqualsTheTrainersAllocationsForConv) {
 TEST(MemoryEstimate, EqualsTheTrainersAllocationsForLocconAndDeep) {
   expect_exact({"loccon", 28, 28, 1, Rule::BrainProp, "holdout"});
   expect_exact({"deep", 32, 32, 3, Rule::Ebp, "holdout"});
+}
+
+// fa's B and dfa's D with its feedback buffers (docs/design.md "Feedback pathways").
+TEST(MemoryEstimate, EqualsTheTrainersAllocationsWithRandomFeedback) {
+  expect_exact({"dense", 28, 28, 1, Rule::Ebp, "test", Feedback::Fa});
+  expect_exact({"conv", 28, 28, 1, Rule::BrainProp, "holdout", Feedback::Dfa});
+  expect_exact({"dense", 28, 28, 1, Rule::Ebp, "test", Feedback::Dfa});
 }
 
 TEST(MemoryEstimate, ActivationsGrowLinearlyWithTheBatch) {

@@ -31,10 +31,12 @@ data:      --data SPEC          mnist:DIR | fashion-mnist[:DIR] | cifar10:DIR | 
            --val holdout|test   validation protocol; --holdout-fraction F (default 0.1)
 model:     --model NAME|FILE    a name in models/ or a JSON file (default dense)
            --rule brainprop|ebp (default brainprop)
-           --feedback symmetric|fa|learned  what carries the feedback down a weighted layer:
-                                W (symmetric, the paper; default), a fixed random B (fa:
-                                feedback alignment), or a B that takes W's updates (learned:
-                                Kolen-Pollack); default: the model's "feedback" key
+           --feedback symmetric|fa|learned|dfa  what carries the feedback down a weighted
+                                layer: W (symmetric, the paper; default), a fixed random B (fa:
+                                feedback alignment), a B that takes W's updates (learned:
+                                Kolen-Pollack), or the output error sent straight to every
+                                hidden weighted layer through a fixed random D (dfa: direct
+                                feedback alignment); default: the model's "feedback" key
            --feedback-decay X   learned only: L2 added to W's and B's, so B - W shrinks by
                                 1 - 2 lr (l2 + X) per step (default: the model's, 0)
 training:  --epochs N           at most N epochs (default 500)

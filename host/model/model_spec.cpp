@@ -230,7 +230,8 @@ Feedback parse_feedback(const std::string& text) {
   if (lower == "symmetric") return Feedback::Symmetric;
   if (lower == "fa") return Feedback::Fa;
   if (lower == "learned") return Feedback::Learned;
-  BP_FAIL("unknown feedback \"" << text << "\" (known: symmetric, fa, learned)");
+  if (lower == "dfa") return Feedback::Dfa;
+  BP_FAIL("unknown feedback \"" << text << "\" (known: symmetric, fa, learned, dfa)");
 }
 
 const char* feedback_name(Feedback feedback) {
@@ -238,6 +239,7 @@ const char* feedback_name(Feedback feedback) {
     case Feedback::Symmetric: return "symmetric";
     case Feedback::Fa: return "fa";
     case Feedback::Learned: return "learned";
+    case Feedback::Dfa: return "dfa";
   }
   return "?";
 }
@@ -287,7 +289,8 @@ ModelSpec parse_model(const json& doc, const std::string& source) {
     try {
       spec.feedback = parse_feedback(text);
     } catch (const Error&) {
-      top.child("feedback").fail("expected \"symmetric\", \"fa\" or \"learned\", got \"" + text + "\"");
+      top.child("feedback").fail("expected \"symmetric\", \"fa\", \"learned\" or \"dfa\", got \"" + text +
+                                     "\"");
     }
   }
   spec.feedback_decay = top.number_at("feedback_decay", 0.0, 0.0, true);

@@ -38,9 +38,13 @@ struct TrainingDefaults {
 //   symmetric: W itself (the paper; the default)
 //   fa:        feedback alignment, a fixed random B of W's shape
 //   learned:   Kolen-Pollack, B starts random and receives W's update, so B - W decays
-enum class Feedback { Symmetric, Fa, Learned };
-Feedback parse_feedback(const std::string& text);  // "symmetric" | "fa" | "learned", any case
+//   dfa:       direct feedback alignment, the output error straight to each hidden weighted
+//              layer through its own fixed random D (held by the Net, not the layers)
+enum class Feedback { Symmetric, Fa, Learned, Dfa };
+Feedback parse_feedback(const std::string& text);  // "symmetric" | "fa" | "learned" | "dfa", any case
 const char* feedback_name(Feedback feedback);
+// fa and learned give every weighted layer a B of W's shape ("<layer>.feedback").
+inline bool has_feedback_weights(Feedback f) { return f == Feedback::Fa || f == Feedback::Learned; }
 
 struct ModelSpec {
   std::string name;

@@ -3,6 +3,7 @@
 #pragma once
 #include <map>
 #include <memory>
+#include <string>
 #include <vector>
 
 #include "model/dense_layer.h"
@@ -40,7 +41,25 @@ class Net {
                   const std::string& source);
 
  private:
-  void propagate_down(size_t top, Tensor feedback, const UpdateArgs& update);
+  // Direct feedback alignment (--feedback dfa, docs/design.md "Feedback pathways"). The
+  // weighted layers cut the hidden stack into segments; segment l runs from weighted layer l
+  // (bottom) up to the input of the next weighted layer above it (top; hidden_.size() means the
+  // output layer). The output error enters there as e·D_l and goes down through the layers in
+  // between to layer l, which updates from it and sends nothing further down.
+  struct DfaSegment {
+    size_t bottom = 0, top = 0;
+    bool fused_gate = false;  // BrainProp: hidden_[top - 1] is a ReLU, gated in the gather
+    Tensor matrix;            // D_l [classes, per-sample elements at top]: "<layer l>.dfa"
+    Tensor feedback;          // the injected signal, shaped as the input at top, max_batch rows
+    std::string name;         // "<layer l>.dfa", also the profiler name of the injection
+  };
+  void build_dfa(const ModelSpec& spec, const std::vector<Shape>& input_shapes);
+  // The one place that chooses between direct feedback and the layer-by-layer pathway.
+  bool uses_dfa(const UpdateArgs& update) const;
+  // Sends the output error (dlogits for EBP, or action/err for BrainProp) into every segment.
+  void backward_dfa(const Tensor* dlogits, const Tensor* action, const Tensor* err,
+                    const UpdateArgs& update);
+  void propagate_down(size_t top, Tensor feedback, const UpdateArgs& update, size_t bottom = 0);
 
   Backend& be_;
   LayerTiming* timing_ = nullptr;
@@ -55,6 +74,8 @@ class Net {
   std::vector<Tensor> outputs_;
   std::vector<std::string> forward_names_, backward_names_;  // "dense1.forward", ...
   bool fuse_output_gate_ = false;  // a ReLU feeds the output: BrainProp gathers gated rows
+  bool dfa_mode_ = false;          // --feedback dfa
+  std::vector<DfaSegment> dfa_;    // dfa only, top segment first
 };
 
 }  // namespace bp

@@ -53,12 +53,23 @@ Walk walk_layers(const ModelSpec& spec, const Shape& input, int classes, int max
   Shape shape = input;
   std::map<std::string, int> per_type;
   auto elements = [](const Shape& s) { return shape_elements(s); };
+  // dfa: each weighted layer above the lowest one receives, at its input, the direct feedback
+  // of the weighted layer below it: D [classes, in] and the feedback buffer [B, in].
+  bool weighted_below = false;
+  auto dfa_at_input = [&](int64_t in) {
+    if (spec.feedback == Feedback::Dfa && weighted_below) {
+      w.param(int64_t(classes) * in);
+      w.activations += B * uint64_t(in) * kF32;
+    }
+    weighted_below = true;
+  };
   auto dense = [&](const std::string& name, int units, bool bias) {
     BP_CHECK(shape.size() == 1, "dense layer " << name << " needs a flat input, got "
                                                << shape_string(shape) << " (add a flatten layer before it)");
     const int64_t in = shape[0];
+    dfa_at_input(in);
     w.param(int64_t(units) * in);
-    if (spec.feedback != Feedback::Symmetric) w.param(int64_t(units) * in);  // B
+    if (has_feedback_weights(spec.feedback)) w.param(int64_t(units) * in);  // B
     if (bias) w.param(units, train_batch);
     w.activations += B * uint64_t(units) * kF32 + B * uint64_t(in) * kF32;  // out_, dx_
     shape = {units};
@@ -81,12 +92,13 @@ Walk walk_layers(const ModelSpec& spec, const Shape& input, int classes, int max
       BP_CHECK(g.out_h > 0 && g.out_w > 0, ls.type << " layer " << name << ": a " << ls.kernel_h
                                                    << "x" << ls.kernel_w << " 'valid' kernel does not fit the "
                                                    << shape_string(shape) << " input");
+      dfa_at_input(in_elems);
       const bool local = ls.type == "local2d";
       const int64_t positions = g.positions();
       const int64_t out_elems = positions * g.out_c;
       const int64_t weights = local ? positions * g.out_c * g.patch_size() : int64_t(g.out_c) * g.patch_size();
       w.param(weights);
-      if (spec.feedback != Feedback::Symmetric) w.param(weights);  // B
+      if (has_feedback_weights(spec.feedback)) w.param(weights);  // B
       if (ls.bias) {
         const int64_t bias = local ? positions * g.out_c : g.out_c;
         w.param(bias, int64_t(train_batch) * out_elems / bias);

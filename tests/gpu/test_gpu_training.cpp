@@ -1,5 +1,5 @@
 // Whole training on the GPU against the CPU: one TrainingStep of each rule on the dense and
-// conv nets (same actions, same weights to float rounding), also with fa/learned feedback; StepRunner with CUDA graphs
+// conv nets (same actions, same weights to float rounding), also with fa/learned/dfa feedback; StepRunner with CUDA graphs
 // against plain launches (graph replay with moving batch offset and step must change
 // nothing); and a short Fashion-MNIST run on both backends reaching the same accuracy.
 #include <iostream>
@@ -157,6 +157,15 @@ TEST_F(GpuTrainingStep, LocconFaEbp) { compare("loccon", Rule::Ebp, Feedback::Fa
 TEST_F(GpuTrainingStep, LocconLearnedBrainProp) {
   compare("loccon", Rule::BrainProp, Feedback::Learned, 0.01);
 }
+// Direct feedback alignment: D's injection is a GEMM (EBP) or a row gather, gated or not
+// (BrainProp), then the layers' own backward; D never changes. Both rules on both nets.
+TEST_F(GpuTrainingStep, DenseDfaEbp) { compare("dense", Rule::Ebp, Feedback::Dfa); }
+TEST_F(GpuTrainingStep, DenseDfaBrainProp) { compare("dense", Rule::BrainProp, Feedback::Dfa); }
+TEST_F(GpuTrainingStep, LocconDfaEbp) { compare("loccon", Rule::Ebp, Feedback::Dfa); }
+TEST_F(GpuTrainingStep, LocconDfaBrainProp) { compare("loccon", Rule::BrainProp, Feedback::Dfa); }
+// conv: segments through batch norm and dropout, with cuDNN's convolutions.
+TEST_F(GpuTrainingStep, ConvDfaEbp) { compare("conv", Rule::Ebp, Feedback::Dfa); }
+TEST_F(GpuTrainingStep, ConvDfaBrainProp) { compare("conv", Rule::BrainProp, Feedback::Dfa); }
 
 // --- StepRunner: CUDA graphs against plain launches ---
 
