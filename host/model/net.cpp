@@ -119,9 +119,8 @@ void Net::build_dfa(const ModelSpec& spec, const std::vector<Shape>& input_shape
   }
 }
 
-// A flag in UpdateArgs that asks for the true gradient would make this false: a dfa net's layers
-// hold no B, so the normal pathway is then plain symmetric backpropagation, D untouched.
-// The true gradient (the update probe) goes down through W, as symmetric feedback does.
+// UpdateArgs::true_gradient (the update probe) makes this false: a dfa net's layers hold no B,
+// so the normal pathway is then plain symmetric backpropagation, D untouched.
 bool Net::uses_dfa(const UpdateArgs& update) const { return dfa_mode_ && !update.true_gradient; }
 
 Tensor Net::forward(const Tensor& x, bool training, uint64_t step) {
