@@ -156,6 +156,22 @@ TEST(UpdateProbe, FeedbackAlignmentIsTheTrueGradientOnlyWhenBEqualsW) {
   }
 }
 
+TEST(UpdateProbe, DirectFeedbackAlignmentIsNotTheTrueGradientBelowTheOutput) {
+  for (Rule rule : {Rule::BrainProp, Rule::Ebp}) {
+    Fixture f;
+    auto net = f.make_net(conv_spec(Feedback::Dfa));
+    TrainingStep step(*net, rule, 0.3, 5);
+    const auto before = net->state();
+    const ProbeResult r = UpdateProbe(*net, step, f.device, 8).measure(1);
+    EXPECT_TRUE(net->state() == before) << "D and the weights are left as they were";
+    EXPECT_NEAR(*layer_named(r, "output").update_angle, 0.0, 1e-5) << rule_name(rule);
+    for (const char* name : {"conv2d1", "local2d1", "dense1"}) {
+      EXPECT_GT(*layer_named(r, name).update_angle, 5.0) << rule_name(rule) << " " << name;
+      EXPECT_FALSE(layer_named(r, name).feedback_angle) << name << ": D is not of W's shape";
+    }
+  }
+}
+
 // The variance from explicit one-image steps (lr 1, no L2) of a net without L2: the probe's
 // figures on a net with L2 must be the same, since the probe leaves L2 out.
 TEST(UpdateProbe, VarianceIsThatOfOneImageSteps) {
