@@ -56,6 +56,12 @@ class ReplayingBackend final : public Backend {
     moved.step = uint64_t(int64_t(args.step) + steps_ahead_);
     in_->brainprop_head(l, y, moved, a, e, st);
   }
+  void reinforce_head(const Tensor& l, const Tensor& y, const ReinforceHeadArgs& args, Tensor& base,
+                      Tensor& g, Tensor& st) override {
+    ReinforceHeadArgs moved = args;
+    moved.step = uint64_t(int64_t(args.step) + steps_ahead_);
+    in_->reinforce_head(l, y, moved, base, g, st);
+  }
   void softmax_xent_head(const Tensor& l, const Tensor& y, Tensor& g, Tensor& st) override {
     in_->softmax_xent_head(l, y, g, st);
   }

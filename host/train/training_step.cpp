@@ -12,7 +12,17 @@ TrainingStep::TrainingStep(Net& net, Rule rule, double epsilon, uint64_t seed)
   action_ = be.empty({b}, DType::I32);
   err_ = be.empty({b}, net.dtype());
   dlogits_ = be.empty({b, net.classes()}, net.dtype());
+  baseline_ = be.empty({1}, DType::F64);
+  set_baseline(1.0 / double(net.classes()));
 }
+
+double TrainingStep::baseline() const {
+  double value = 0;
+  net_.backend().copy_to_host(baseline_, &value);
+  return value;
+}
+
+void TrainingStep::set_baseline(double value) { net_.backend().copy_from_host(baseline_, &value); }
 
 void TrainingStep::run(const Tensor& x, const Tensor& labels, double lr, uint64_t step,
                        Tensor& stats) {
@@ -35,6 +45,14 @@ void TrainingStep::run(const Tensor& x, const Tensor& labels, double lr, uint64_
     }
     TraceRange range("backward (feedback + in-place update)");
     net_.backward_selected(action_view_, err_view_, update);
+  } else if (rule_ == Rule::Reinforce) {
+    Tensor grad = dlogits_.rows(batch);
+    {
+      TraceRange range("reinforce head (sampled action, reward, policy gradient)");
+      be.reinforce_head(logits, labels, ReinforceHeadArgs{seed_, step}, baseline_, grad, stats);
+    }
+    TraceRange range("backward (gradient + in-place update)");
+    net_.backward(grad, update);
   } else {
     Tensor grad = dlogits_.rows(batch);
     {

@@ -90,6 +90,10 @@ class CountingBackend : public Backend {
                       Tensor& action, Tensor& err, Tensor& stats) override {
     in_.brainprop_head(logits, labels, args, action, err, stats);
   }
+  void reinforce_head(const Tensor& logits, const Tensor& labels, const ReinforceHeadArgs& args,
+                      Tensor& baseline, Tensor& grad, Tensor& stats) override {
+    in_.reinforce_head(logits, labels, args, baseline, grad, stats);
+  }
   void softmax_xent_head(const Tensor& logits, const Tensor& labels, Tensor& grad,
                          Tensor& stats) override {
     in_.softmax_xent_head(logits, labels, grad, stats);
