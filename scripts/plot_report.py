@@ -27,8 +27,9 @@ EXIT_NO_MATPLOTLIB = 3
 RULE_STYLE = {
     "brainprop": ("BrainProp", "#1f77b4"),
     "ebp": ("EBP", "#d62728"),
+    "reinforce": ("REINFORCE", "#2ca02c"),
 }
-RULE_ORDER = ["brainprop", "ebp"]
+RULE_ORDER = ["brainprop", "ebp", "reinforce"]
 
 
 def file_safe(name):
