@@ -197,7 +197,9 @@ RunMemoryEstimate estimate_run_memory(const TrainConfig& config, const Shape& in
   e.data = split_bytes(e.train_images, input) + split_bytes(e.val_images, input) +
            split_bytes(e.test_images, input);
   e.batches = loader_bytes(config.batch_size, input) + 2 * loader_bytes(config.eval_batch, input);
-  e.other = kStatCount * kF64 + uint64_t(w.state_tensors) * kF64;
+  // The stats, the non-finite counters and the training step's REINFORCE baseline (one
+  // float64, allocated whatever the rule).
+  e.other = kStatCount * kF64 + uint64_t(w.state_tensors) * kF64 + kF64;
 
   // The shared workspace grows to max(request, 2 x its size) and keeps every outgrown buffer
   // (a captured graph may point at it), so it holds less than 4x the largest request.
@@ -238,7 +240,7 @@ std::string RunMemoryEstimate::breakdown() const {
       "uint8 images, int32 labels and orders: " + std::to_string(train_images) + " train, " +
           std::to_string(val_images) + " validation, " + std::to_string(test_images) + " test");
   row("batches", batches, "float32 batch buffers of the train, validation and test loaders");
-  row("other", other, "statistics and non-finite counters");
+  row("other", other, "statistics, non-finite counters and the REINFORCE baseline");
   row("tensors", tensor_bytes(), "= what the trainer allocates on the backend (exact)");
   row("workspace", workspace,
       "CUDA: cuBLAS " + format_bytes(kCublasWorkspaceBytes) +
