@@ -198,7 +198,7 @@ std::vector<std::vector<uint8_t>> train_steps(Backend& be, bool graphs, Rule rul
 }
 
 TEST(StepRunner, ReplayedStepsEqualPlainStepsBitForBit) {
-  for (Rule rule : {Rule::BrainProp, Rule::Ebp}) {
+  for (Rule rule : {Rule::BrainProp, Rule::Ebp, Rule::Reinforce}) {
     auto plain_be = make_cpu_backend(1);
     int64_t plain_replays = -1;
     const auto plain = train_steps(*plain_be, false, rule, &plain_replays);
