@@ -3,6 +3,7 @@
 // python3 has matplotlib) the figures.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstdlib>
 #include <filesystem>
@@ -71,7 +72,7 @@ class ReportTest : public ::testing::Test {
                              {"val_accuracy", r.val_curve[e]},
                              {"train_accuracy", r.val_curve[e]},
                              {"train_loss", 1.0 - r.val_curve[e]}};
-      if (r.rule == "brainprop") {
+      if (r.rule == "brainprop" || r.rule == "reinforce") {
         line["reward_rate"] = r.val_curve[e] / 2;
         line["exploration_rate"] = 0.02;
       }
@@ -369,6 +370,13 @@ TEST_F(ReportTable, ReinforceRunsGetTheirOwnColumns) {
   EXPECT_NE(md.find("REINFORCE acc %"), std::string::npos) << md;
   EXPECT_NE(report::table_csv(s).find(",dense,reinforce,test,2,1;2,3,"), std::string::npos)
       << report::table_csv(s);
+  // A row of REINFORCE runs only still gets the reward figure.
+  write_run({"conv-reinforce", "reinforce", 1, {0.4, 0.6}, true, 2, 0.80, 0.79}, "fashion-mnist",
+            "conv");
+  const Sweep with_conv = report::aggregate(report::read_sweep(sweep()), sweep());
+  const std::vector<std::string> figures = report::expected_figures(with_conv);
+  EXPECT_NE(std::find(figures.begin(), figures.end(), "fashion-mnist-conv-brainprop_reward.png"),
+            figures.end());
 }
 
 TEST_F(ReportTable, RowWithOneRuleOnlyAndUnequalSeedCounts) {

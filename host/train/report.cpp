@@ -736,7 +736,7 @@ std::vector<std::string> expected_figures(const Sweep& sweep) {
     for (const CurvePoint& p : curves) {
       if (p.data_label != row.data_label || p.model != row.model) continue;
       val = val || p.metric == "val_accuracy";
-      reward = reward || (p.rule == "brainprop" &&
+      reward = reward || ((p.rule == "brainprop" || p.rule == "reinforce") &&
                           (p.metric == "reward_rate" || p.metric == "exploration_rate"));
     }
     const std::string stem = file_safe(row.data_label) + "-" + file_safe(row.model);
