@@ -213,6 +213,19 @@ class CudaBackend final : public Backend {
                          const_cast<int32_t*>(i32(action, op, "action")), f32(err, op, "err"),
                          stats_ptr(stats, op), ctx_->stream());
   }
+  void reinforce_head(const Tensor& logits, const Tensor& labels, const ReinforceHeadArgs& args,
+                      Tensor& baseline, Tensor& grad, Tensor& stats) override {
+    const char* op = "reinforce_head";
+    check_cuda(baseline, op, "baseline");
+    BP_CHECK(baseline.dtype() == DType::F64 && baseline.numel() == 1,
+             op << ": baseline must be float64 [1]");
+    // The step moves with graph replay like BrainProp's; the baseline lives on the device.
+    const cuda::StepArg step{int64_t(args.step), 1, ctx_->replay_offsets(), 1};
+    cuda::reinforce_head(f32(logits, op, "logits"), i32(labels, op, "labels"), logits.dim(0),
+                         int(logits.dim(1)), args.seed, step, args.baseline_rate,
+                         static_cast<double*>(baseline.raw()), f32(grad, op, "grad"),
+                         stats_ptr(stats, op), ctx_->stream());
+  }
   void softmax_xent_head(const Tensor& logits, const Tensor& labels, Tensor& grad,
                          Tensor& stats) override {
     const char* op = "softmax_xent_head";

@@ -33,8 +33,9 @@ EXIT_NO_MATPLOTLIB = 3
 RULE_STYLE = {
     "brainprop": ("BrainProp", "#1f77b4"),
     "ebp": ("EBP", "#d62728"),
+    "reinforce": ("REINFORCE", "#2ca02c"),
 }
-RULE_ORDER = ["brainprop", "ebp"]
+RULE_ORDER = ["brainprop", "ebp", "reinforce"]
 
 
 def file_safe(name):
@@ -139,23 +140,35 @@ def plot_val_accuracy(plt, ticker, data, model, by_rule, out_stem):
     return save(plt, fig, out_stem + "-val_accuracy")
 
 
+REWARD_RULES = ["brainprop", "reinforce"]  # the rules that act and are rewarded
+
+
 def plot_brainprop_reward(plt, ticker, data, model, by_rule, out_stem):
-    metrics = by_rule.get("brainprop", {})
+    # BrainProp's reward and exploration rates, with REINFORCE's beside them when it was run
+    # (the file keeps its name).
+    rules = [r for r in REWARD_RULES if by_rule.get(r)]
     panels = [(m, t) for m, t in (("reward_rate", "reward rate (%)"),
-                                  ("exploration_rate", "exploration rate (%)")) if metrics.get(m)]
+                                  ("exploration_rate", "exploration rate (%)"))
+              if any(by_rule[r].get(m) for r in rules)]
     if not panels:
         return []
-    n = max(seeds(metrics[m]) for m, _ in panels)
+    n = max(seeds(by_rule[r][m]) for r in rules for m, _ in panels if by_rule[r].get(m))
     fig, axes = plt.subplots(len(panels), 1, sharex=True, figsize=(7.5, 2.6 + 2.4 * len(panels)),
                              squeeze=False)
     for ax, (metric, label) in zip(axes[:, 0], panels):
-        band(ax, metrics[metric], "brainprop", 100.0, f"BrainProp ({n} seed{'s' if n != 1 else ''})")
+        for rule in rules:
+            points = by_rule[rule].get(metric)
+            if not points:
+                continue
+            k = seeds(points)
+            band(ax, points, rule, 100.0, f"{RULE_STYLE[rule][0]} ({k} seed{'s' if k != 1 else ''})")
         ax.set_ylabel(label)
         finish_axes(ax, ticker)
     axes[0, 0].legend(loc="lower right")
     axes[-1, 0].set_xlabel("epoch")
     what = " and ".join(label.split(" (")[0] for _, label in panels)
-    fig.suptitle(f"{data} {model}: BrainProp {what}\n"
+    names = " and ".join(RULE_STYLE[r][0] for r in rules)
+    fig.suptitle(f"{data} {model}: {names} {what}\n"
                  f"(mean ± std over {n} seed{'s' if n != 1 else ''})", fontsize=11)
     fig.text(0.5, 0.005, "reward rate: share of training trials rewarded; exploration rate: share "
              "whose chosen unit was not the greedy one\n" + NOTE,

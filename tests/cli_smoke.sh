@@ -62,6 +62,18 @@ if [ -d /usr/share/datasets/fashion-mnist ]; then
   check "resume to 3 epochs" "$B" train --resume "$run" --epochs 3 --seed 1 --train-limit 2000 \
       --out "$run" --threads 1 --no-progress
   check "history has 3 epochs" test "$(wc -l < "$run/history.jsonl")" -eq 3
+  # The reward-only policy-gradient baseline: its rule round-trips through config.json, its
+  # history has the reward columns, its trainer state the baseline, and it resumes.
+  rf="$T/reinforce"
+  check "train --rule reinforce" "$B" train --data fashion-mnist --model "$T/tiny.json" --rule reinforce \
+      --epochs 1 --train-limit 1000 --test-limit 200 --threads 1 --no-progress --out "$rf"
+  check "... config.json names the rule" grep -q '"rule": "reinforce"' "$rf/config.json"
+  check "... history has the reward rate" grep -q '"reward_rate"' "$rf/history.jsonl"
+  check "... the checkpoint holds the baseline" grep -aq 'reinforce_baseline' "$rf/last.safetensors"
+  check "... resumes to 2 epochs" "$B" train --resume "$rf" --epochs 2 --threads 1 --no-progress
+  check "... history has 2 epochs" test "$(wc -l < "$rf/history.jsonl")" -eq 2
+  fails_with "unknown rule lists reinforce" "known: brainprop, ebp, reinforce" \
+      "$B" train --data fashion-mnist --model "$T/tiny.json" --rule sarsa --out "$T/r7"
   # A run directory is owned: a new run there is refused with the ways out, and is locked.
   fails_with "--out onto an existing run is refused" "already holds a run" \
       "$B" train --data fashion-mnist --model "$T/tiny.json" --epochs 1 --train-limit 200 --test-limit 100 \

@@ -77,6 +77,10 @@ class CountingBackend final : public Backend {
                       Tensor& e, Tensor& st) override {
     in_->brainprop_head(l, y, args, a, e, st);
   }
+  void reinforce_head(const Tensor& l, const Tensor& y, const ReinforceHeadArgs& args, Tensor& base,
+                      Tensor& g, Tensor& st) override {
+    in_->reinforce_head(l, y, args, base, g, st);
+  }
   void softmax_xent_head(const Tensor& l, const Tensor& y, Tensor& g, Tensor& st) override {
     in_->softmax_xent_head(l, y, g, st);
   }

@@ -3,6 +3,7 @@
 // python3 has matplotlib) the figures.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstdlib>
 #include <filesystem>
@@ -71,7 +72,7 @@ class ReportTest : public ::testing::Test {
                              {"val_accuracy", r.val_curve[e]},
                              {"train_accuracy", r.val_curve[e]},
                              {"train_loss", 1.0 - r.val_curve[e]}};
-      if (r.rule == "brainprop") {
+      if (r.rule == "brainprop" || r.rule == "reinforce") {
         line["reward_rate"] = r.val_curve[e] / 2;
         line["exploration_rate"] = 0.02;
       }
@@ -348,6 +349,34 @@ TEST_F(ReportTable, MarkdownRowAndRatio) {
   EXPECT_NE(md.find("--val test"), std::string::npos);  // says test acc coincides then
   EXPECT_NE(md.find("Unfinished runs"), std::string::npos);
   EXPECT_NE(md.find(run_path("fm-dense-brainprop-s4")), std::string::npos);
+}
+
+// REINFORCE runs get their own columns beside BrainProp's and EBP's (only when some were run),
+// and their own table.csv rows; the seed counts of three rules are "a / b / c" when they differ.
+TEST_F(ReportTable, ReinforceRunsGetTheirOwnColumns) {
+  write_run({"fm-dense-reinforce-s1", "reinforce", 1, {0.4, 0.6}, true, 2, 0.80, 0.79},
+            "fashion-mnist", "dense");
+  write_run({"fm-dense-reinforce-s2", "reinforce", 2, {0.5, 0.7}, true, 4, 0.84, 0.83},
+            "fashion-mnist", "dense");
+  const Sweep s = report::aggregate(report::read_sweep(sweep()), sweep());
+  const std::vector<report::TableRow> rows = report::table_rows(s);
+  ASSERT_EQ(rows.size(), 1u);
+  ASSERT_NE(rows[0].reinforce, nullptr);
+  EXPECT_EQ(report::markdown_row(rows[0], true),
+            "| fashion-mnist | dense | 20 (10) | 92.00 (2.00) | 10 (5) | 96.00 (1.00) | 2.00 | "
+            "91.00 (2.00) | 95.00 (1.00) | 3 (1) | 82.00 (2.83) | 81.00 (2.83) | 3 / 3 / 2 | 0 |");
+  const std::string md = report::markdown_report(s);
+  EXPECT_NE(md.find(report::markdown_header(true)), std::string::npos) << md;
+  EXPECT_NE(md.find("REINFORCE acc %"), std::string::npos) << md;
+  EXPECT_NE(report::table_csv(s).find(",dense,reinforce,test,2,1;2,3,"), std::string::npos)
+      << report::table_csv(s);
+  // A row of REINFORCE runs only still gets the reward figure.
+  write_run({"conv-reinforce", "reinforce", 1, {0.4, 0.6}, true, 2, 0.80, 0.79}, "fashion-mnist",
+            "conv");
+  const Sweep with_conv = report::aggregate(report::read_sweep(sweep()), sweep());
+  const std::vector<std::string> figures = report::expected_figures(with_conv);
+  EXPECT_NE(std::find(figures.begin(), figures.end(), "fashion-mnist-conv-brainprop_reward.png"),
+            figures.end());
 }
 
 TEST_F(ReportTable, RowWithOneRuleOnlyAndUnequalSeedCounts) {

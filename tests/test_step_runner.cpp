@@ -56,6 +56,12 @@ class ReplayingBackend final : public Backend {
     moved.step = uint64_t(int64_t(args.step) + steps_ahead_);
     in_->brainprop_head(l, y, moved, a, e, st);
   }
+  void reinforce_head(const Tensor& l, const Tensor& y, const ReinforceHeadArgs& args, Tensor& base,
+                      Tensor& g, Tensor& st) override {
+    ReinforceHeadArgs moved = args;
+    moved.step = uint64_t(int64_t(args.step) + steps_ahead_);
+    in_->reinforce_head(l, y, moved, base, g, st);
+  }
   void softmax_xent_head(const Tensor& l, const Tensor& y, Tensor& g, Tensor& st) override {
     in_->softmax_xent_head(l, y, g, st);
   }
@@ -192,7 +198,7 @@ std::vector<std::vector<uint8_t>> train_steps(Backend& be, bool graphs, Rule rul
 }
 
 TEST(StepRunner, ReplayedStepsEqualPlainStepsBitForBit) {
-  for (Rule rule : {Rule::BrainProp, Rule::Ebp}) {
+  for (Rule rule : {Rule::BrainProp, Rule::Ebp, Rule::Reinforce}) {
     auto plain_be = make_cpu_backend(1);
     int64_t plain_replays = -1;
     const auto plain = train_steps(*plain_be, false, rule, &plain_replays);

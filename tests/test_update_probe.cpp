@@ -101,20 +101,22 @@ void copy_weights_into_feedback(Net& net) {
 }
 
 TEST(UpdateProbe, LeavesTheNetExactlyAsItWas) {
-  for (Rule rule : {Rule::BrainProp, Rule::Ebp}) {
+  for (Rule rule : {Rule::BrainProp, Rule::Ebp, Rule::Reinforce}) {
     Fixture f;
     auto net = f.make_net(conv_spec(Feedback::Learned));
     TrainingStep step(*net, rule, 0.3, 5);
+    step.set_baseline(0.375);
     UpdateProbe probe(*net, step, f.device, 8);
     const auto before = net->state();
     const ProbeResult r = probe.measure(1);
     EXPECT_EQ(r.probe_size, 8);
     EXPECT_TRUE(net->state() == before) << rule_name(rule);
+    EXPECT_EQ(step.baseline(), 0.375) << rule_name(rule) << ": REINFORCE's baseline is left alone";
   }
 }
 
 TEST(UpdateProbe, SymmetricFeedbackUpdatesAlongTheTrueGradient) {
-  for (Rule rule : {Rule::BrainProp, Rule::Ebp}) {
+  for (Rule rule : {Rule::BrainProp, Rule::Ebp, Rule::Reinforce}) {
     Fixture f;
     auto net = f.make_net(conv_spec(Feedback::Symmetric));
     TrainingStep step(*net, rule, 0.3, 5);
@@ -133,7 +135,7 @@ TEST(UpdateProbe, SymmetricFeedbackUpdatesAlongTheTrueGradient) {
 }
 
 TEST(UpdateProbe, FeedbackAlignmentIsTheTrueGradientOnlyWhenBEqualsW) {
-  for (Rule rule : {Rule::BrainProp, Rule::Ebp}) {
+  for (Rule rule : {Rule::BrainProp, Rule::Ebp, Rule::Reinforce}) {
     Fixture f;
     auto net = f.make_net(conv_spec(Feedback::Fa));
     TrainingStep step(*net, rule, 0.3, 5);

@@ -43,7 +43,7 @@ int run_bench(const std::vector<std::string>& argv) {
                          "backend", "input", "classes", "seed", "math", "epoch-images"},
                   {"help", "no-graphs", "per-layer"});
   if (args.flag("help")) {
-    std::fputs("usage: brainprop bench --model NAME|FILE --rule brainprop|ebp [--steps 50] "
+    std::fputs("usage: brainprop bench --model NAME|FILE --rule brainprop|ebp|reinforce [--steps 50] "
                "[--repeats 5] [--warmup 10] [--batch N] [--threads N] [--backend auto|cpu|cuda] "
                "[--input 28x28x1] [--classes 10] [--math fp32|tf32] [--no-graphs] [--per-layer] "
                "[--epoch-images N]\n"

@@ -24,7 +24,7 @@ namespace bp::cli {
 namespace {
 
 const char* kSweepHelp = R"(usage: brainprop sweep --data SPEC[,SPEC...] --models NAME[,NAME...] --out SWEEP_DIR
-                       [--rules brainprop,ebp] [--seeds N | --seed-list 1,2,3]
+                       [--rules brainprop,ebp[,reinforce]] [--seeds N | --seed-list 1,2,3]
                        [--jobs N] [--gpus 0,1,...] [--shard K/N] [--plan [--json]]
                        [training options]
        brainprop sweep status SWEEP_DIR [--json]

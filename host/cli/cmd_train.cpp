@@ -14,7 +14,7 @@
 namespace bp::cli {
 namespace {
 
-const char* kTrainHelp = R"(usage: brainprop train --data SPEC --model NAME|FILE.json --rule brainprop|ebp [options]
+const char* kTrainHelp = R"(usage: brainprop train --data SPEC --model NAME|FILE.json --rule brainprop|ebp|reinforce [options]
        brainprop train DATASET MODEL RULE [--data-dir DIR] [options]
        brainprop train --resume RUN_DIR
 
@@ -30,7 +30,9 @@ data:      --data SPEC          mnist:DIR | fashion-mnist[:DIR] | cifar10:DIR | 
            --test-limit N       keep the first N test images (N >= 1)
            --val holdout|test   validation protocol; --holdout-fraction F (default 0.1)
 model:     --model NAME|FILE    a name in models/ or a JSON file (default dense)
-           --rule brainprop|ebp (default brainprop)
+           --rule brainprop|ebp|reinforce  (default brainprop); reinforce: the reward-only
+                                policy gradient with a running reward baseline, the same
+                                information as BrainProp (docs/design.md)
            --feedback symmetric|fa|learned|dfa  what carries the feedback down a weighted
                                 layer: W (symmetric, the paper; default), a fixed random B (fa:
                                 feedback alignment), a B that takes W's updates (learned:

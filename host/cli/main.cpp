@@ -12,7 +12,7 @@ namespace {
 const char* kUsage = R"(usage: brainprop <command> [options]
 
 commands:
-  train   train a net:  brainprop train --data SPEC --model NAME|FILE.json --rule brainprop|ebp
+  train   train a net:  brainprop train --data SPEC --model NAME|FILE.json --rule brainprop|ebp|reinforce
           or with the reference's hyper-parameters:  brainprop train fashion-mnist dense brainprop
   eval    test accuracy of a checkpoint:  brainprop eval RUN_DIR|FILE.safetensors [--data SPEC]
   bench   time the training step:  brainprop bench --model dense --rule brainprop --steps 50

@@ -20,8 +20,8 @@ namespace bp {
 enum Stat : int {
   kStatLoss = 0,      // sum of per-sample losses
   kStatCorrect = 1,   // samples whose argmax equals the label
-  kStatReward = 2,    // BrainProp: sum of rewards
-  kStatExplored = 3,  // BrainProp: trials whose action was not the greedy one
+  kStatReward = 2,    // BrainProp, REINFORCE: sum of rewards
+  kStatExplored = 3,  // BrainProp, REINFORCE: trials whose action was not the greedy one
   kStatSamples = 4,   // samples seen
   kStatCount = 8
 };
@@ -30,6 +30,17 @@ struct BrainPropHeadArgs {
   float epsilon;  // exploration probability of the Max-Boltzmann controller
   uint64_t seed;  // run seed
   uint64_t step;  // global training step (the Philox counter)
+};
+
+// The REINFORCE baseline's step size: b moves by this fraction of (batch mean reward - b) each
+// step, a running average over about 1 / rate = 20 steps (fast enough to follow the reward
+// rate as it climbs from 1/classes, slow enough to be nearly independent of one batch).
+constexpr double kReinforceBaselineRate = 0.05;
+
+struct ReinforceHeadArgs {
+  uint64_t seed;  // run seed
+  uint64_t step;  // global training step (the Philox counter)
+  double baseline_rate = kReinforceBaselineRate;
 };
 
 // Precision of GEMMs and convolutions on backends with tensor cores. FP32 is the default:
@@ -93,6 +104,15 @@ class Backend {
   // per-sample loss at the selected unit); stats += loss, correct, reward, explored, samples.
   virtual void brainprop_head(const Tensor& logits, const Tensor& labels,
                               const BrainPropHeadArgs& args, Tensor& action, Tensor& err,
+                              Tensor& stats) = 0;
+  // REINFORCE: action s_b ~ softmax(a_b) (Philox keyed by seed, step, b), reward r_b = [s_b ==
+  // label], grad[b, :] = -(r_b - base) (onehot(s_b) - softmax(a_b)), the gradient of the
+  // per-sample loss -(r_b - base) log pi(s_b) with base = baseline[0] (float64 [1], on the
+  // backend); then baseline[0] moves to base + baseline_rate (mean_b r_b - base), on the
+  // backend, so graph replays and long runs need no host sync. stats += loss, correct
+  // (argmax == label), reward, explored (s_b != argmax), samples.
+  virtual void reinforce_head(const Tensor& logits, const Tensor& labels,
+                              const ReinforceHeadArgs& args, Tensor& baseline, Tensor& grad,
                               Tensor& stats) = 0;
   // EBP: grad = softmax(a) - onehot(label); stats += loss, correct, samples.
   virtual void softmax_xent_head(const Tensor& logits, const Tensor& labels, Tensor& grad,

@@ -241,6 +241,38 @@ class CpuBackend final : public Backend {
     });
   }
 
+  void reinforce_head(const Tensor& logits, const Tensor& labels, const ReinforceHeadArgs& args,
+                      Tensor& baseline, Tensor& grad, Tensor& stats) override {
+    check_cpu(baseline, "reinforce_head baseline");
+    BP_CHECK(baseline.dtype() == DType::F64 && baseline.numel() == 1,
+             "reinforce_head: baseline must be float64 [1]");
+    const int64_t batch = logits.dim(0);
+    const int classes = static_cast<int>(logits.dim(1));
+    dispatch_float(logits.dtype(), "reinforce_head", [&](auto* tag) {
+      using T = std::remove_pointer_t<decltype(tag)>;
+      const T* a = logits.data<T>();
+      const int32_t* y = labels.data<int32_t>();
+      T* g = grad.data<T>();
+      double* base = baseline.data<double>();
+      double* st = stats.data<double>();
+      const T b_old = static_cast<T>(*base);
+      double reward_sum = 0;
+      for (int64_t b = 0; b < batch; ++b) {
+        const T* row = a + b * classes;
+        const int greedy = argmax_row(row, classes);
+        const int s = reinforce_select(row, classes, args.seed, args.step, static_cast<uint32_t>(b));
+        const T reward = reward_for<T>(s, y[b]);
+        st[kStatLoss] += double(reinforce_row(row, classes, s, reward, b_old, g + b * classes));
+        st[kStatCorrect] += greedy == y[b] ? 1.0 : 0.0;
+        st[kStatExplored] += s != greedy ? 1.0 : 0.0;
+        reward_sum += double(reward);
+      }
+      st[kStatReward] += reward_sum;
+      st[kStatSamples] += static_cast<double>(batch);
+      *base = reinforce_baseline_update(*base, reward_sum, batch, args.baseline_rate);
+    });
+  }
+
   void softmax_xent_head(const Tensor& logits, const Tensor& labels, Tensor& grad,
                          Tensor& stats) override {
     const int64_t batch = logits.dim(0);

@@ -209,7 +209,9 @@ RunMemoryEstimate estimate_run_memory(const TrainConfig& config, const Shape& in
   e.data = split_bytes(e.train_images, input) + split_bytes(e.val_images, input) +
            split_bytes(e.test_images, input);
   e.batches = loader_bytes(config.batch_size, input) + 2 * loader_bytes(config.eval_batch, input);
-  e.other = kStatCount * kF64 + uint64_t(w.state_tensors) * kF64;
+  // The stats, the non-finite counters and the training step's REINFORCE baseline (one
+  // float64, allocated whatever the rule).
+  e.other = kStatCount * kF64 + uint64_t(w.state_tensors) * kF64 + kF64;
   if (config.probe_size > 0) {  // train/update_probe.h: a loader, stats, actions and errors
     const uint64_t loader_rows = uint64_t(std::max(1, std::min(config.probe_size, e.max_batch)));
     const uint64_t p = uint64_t(std::min<int64_t>({config.probe_size, e.train_images, e.max_batch}));
@@ -257,7 +259,7 @@ std::string RunMemoryEstimate::breakdown() const {
       "uint8 images, int32 labels and orders: " + std::to_string(train_images) + " train, " +
           std::to_string(val_images) + " validation, " + std::to_string(test_images) + " test");
   row("batches", batches, "float32 batch buffers of the train, validation, test and probe loaders");
-  row("other", other, "statistics, non-finite counters and the update probe's errors");
+  row("other", other, "statistics, non-finite counters, the REINFORCE baseline and the probe's errors");
   row("tensors", tensor_bytes(), "= what the trainer allocates on the backend (exact)");
   row("workspace", workspace,
       "CUDA: cuBLAS " + format_bytes(kCublasWorkspaceBytes) +

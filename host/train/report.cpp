@@ -73,7 +73,10 @@ int model_rank(const std::string& model) {
     if (model == order[i]) return int(i);
   return int(order.size());
 }
-int rule_rank(const std::string& rule) { return rule == "brainprop" ? 0 : rule == "ebp" ? 1 : 2; }
+int rule_rank(const std::string& rule) {
+  return rule == "brainprop" ? 0 : rule == "ebp" ? 1 : rule == "reinforce" ? 2 : 3;
+}
+bool known_rule(const std::string& rule) { return rule_rank(rule) < 3; }
 
 std::string spec_prefix(const std::string& spec) { return spec.substr(0, spec.find(':')); }
 std::string spec_base(const std::string& spec) {
@@ -167,8 +170,8 @@ RunRecord read_run(const std::string& dir) {
   } catch (const nlohmann::json::exception& e) {
     BP_FAIL(config_path << ": not a brainprop run configuration: " << e.what());
   }
-  BP_CHECK(run.rule == "brainprop" || run.rule == "ebp",
-           config_path << ": unknown rule \"" << run.rule << "\" (known: brainprop, ebp)");
+  BP_CHECK(known_rule(run.rule), config_path << ": unknown rule \"" << run.rule
+                                             << "\" (known: brainprop, ebp, reinforce)");
 
   const std::string history_path = (fs::path(dir) / "history.jsonl").string();
   if (is_file(history_path)) {
@@ -399,7 +402,7 @@ Sweep aggregate(std::vector<RunRecord> runs, const std::string& sweep_dir) {
       sweep.unfinished.push_back(std::move(r));
       continue;
     }
-    if (r.outcome == Outcome::Failed && r.rule != "brainprop" && r.rule != "ebp") {
+    if (r.outcome == Outcome::Failed && !known_rule(r.rule)) {
       sweep.failed.push_back(std::move(r));  // a sweep.json record without a known rule
       continue;
     }
@@ -489,9 +492,10 @@ std::vector<TableRow> table_rows(const Sweep& sweep) {
   std::vector<TableRow> rows;
   for (const Group& g : sweep.groups) {
     if (rows.empty() || rows.back().data_label != g.data_label || rows.back().model != g.model)
-      rows.push_back({g.data_label, g.model, nullptr, nullptr});
+      rows.push_back({g.data_label, g.model, nullptr, nullptr, nullptr});
     if (g.rule == "brainprop") rows.back().brainprop = &g;
     if (g.rule == "ebp") rows.back().ebp = &g;
+    if (g.rule == "reinforce") rows.back().reinforce = &g;
   }
   return rows;
 }
@@ -503,13 +507,24 @@ std::optional<double> epoch_ratio(const TableRow& row) {
   return row.brainprop->best_epoch.mean / row.ebp->best_epoch.mean;
 }
 
-std::string markdown_header() {
+std::string markdown_header(bool reinforce) {
+  if (!reinforce)
+    return "| data | model | BrainProp epochs | BrainProp acc % | EBP epochs | EBP acc % | "
+           "epochs ratio BrainProp/EBP | BrainProp test acc % | EBP test acc % | seeds | failed |\n"
+           "|---|---|---|---|---|---|---|---|---|---|---|\n";
   return "| data | model | BrainProp epochs | BrainProp acc % | EBP epochs | EBP acc % | "
-         "epochs ratio BrainProp/EBP | BrainProp test acc % | EBP test acc % | seeds | failed |\n"
-         "|---|---|---|---|---|---|---|---|---|---|---|\n";
+         "epochs ratio BrainProp/EBP | BrainProp test acc % | EBP test acc % | REINFORCE epochs | "
+         "REINFORCE acc % | REINFORCE test acc % | seeds | failed |\n"
+         "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n";
 }
 
-std::string markdown_row(const TableRow& row) {
+bool has_reinforce(const std::vector<TableRow>& rows) {
+  for (const TableRow& row : rows)
+    if (row.reinforce) return true;
+  return false;
+}
+
+std::string markdown_row(const TableRow& row, bool reinforce) {
   const std::string none = "–";      // no runs of that rule
   const std::string unmeasured = "n/a";  // runs, but no finished run measured it
   auto epochs = [&](const Group* g) {
@@ -523,16 +538,23 @@ std::string markdown_row(const TableRow& row) {
     if (s.n == 0) return unmeasured;
     return format_mean_std(100 * s.mean, 100 * s.std, 2);
   };
-  // "a / b" (BrainProp / EBP) when both rules were run and the counts differ.
-  auto per_rule = [&](size_t bp, size_t ebp) {
-    if (row.brainprop && row.ebp && bp != ebp) return std::to_string(bp) + " / " + std::to_string(ebp);
-    return std::to_string(row.brainprop ? bp : ebp);
+  // One count when the rules run agree, else "a / b" (BrainProp / EBP, then / REINFORCE),
+  // the rules run in that order.
+  auto per_rule = [&](size_t (*count)(const Group&)) {
+    std::vector<std::string> counts;
+    for (const Group* g : {row.brainprop, row.ebp, row.reinforce})
+      if (g) counts.push_back(std::to_string(count(*g)));
+    const bool same = std::all_of(counts.begin(), counts.end(),
+                                  [&](const std::string& c) { return c == counts.front(); });
+    return same ? counts.front() : join(counts, " / ");
   };
   const std::optional<double> ratio = epoch_ratio(row);
-  const std::string seeds = per_rule(row.brainprop ? row.brainprop->runs.size() : 0,
-                                     row.ebp ? row.ebp->runs.size() : 0);
-  const std::string failed = per_rule(row.brainprop ? size_t(row.brainprop->failed) : 0,
-                                      row.ebp ? size_t(row.ebp->failed) : 0);
+  const std::string seeds = per_rule([](const Group& g) { return g.runs.size(); });
+  const std::string failed = per_rule([](const Group& g) { return size_t(g.failed); });
+  const std::string reinforce_cells =
+      reinforce ? epochs(row.reinforce) + " | " + percent(row.reinforce, &Group::best_val_accuracy) +
+                      " | " + percent(row.reinforce, &Group::test_accuracy) + " | "
+                : std::string();
   std::string ratio_text = none;
   if (ratio) ratio_text = format_fixed(*ratio, 2);
   else if (row.brainprop && row.ebp) ratio_text = unmeasured;
@@ -540,7 +562,8 @@ std::string markdown_row(const TableRow& row) {
          percent(row.brainprop, &Group::best_val_accuracy) + " | " + epochs(row.ebp) + " | " +
          percent(row.ebp, &Group::best_val_accuracy) + " | " + ratio_text + " | " +
          percent(row.brainprop, &Group::test_accuracy) + " | " +
-         percent(row.ebp, &Group::test_accuracy) + " | " + seeds + " | " + failed + " |";
+         percent(row.ebp, &Group::test_accuracy) + " | " + reinforce_cells + seeds + " | " +
+         failed + " |";
 }
 
 // The update probe's table (empty when no run has probe figures).
@@ -606,8 +629,9 @@ std::string markdown_report(const Sweep& sweep) {
   if (rows.empty()) {
     md << "No finished or failed runs: nothing to tabulate.\n";
   } else {
-    md << markdown_header();
-    for (const TableRow& row : rows) md << markdown_row(row) << "\n";
+    const bool reinforce = has_reinforce(rows);
+    md << markdown_header(reinforce);
+    for (const TableRow& row : rows) md << markdown_row(row, reinforce) << "\n";
   }
   std::map<std::string, int> protocols;
   for (const Group& g : sweep.groups)
@@ -624,7 +648,8 @@ std::string markdown_report(const Sweep& sweep) {
         "- **test acc %**: `test_accuracy`, the test accuracy of the best epoch's weights. With "
         "`--val test` (the paper's protocol) the validation set is the test set, so it "
         "coincides with acc %; with `--val holdout` it is the honest estimate.\n"
-        "- **seeds**: finished runs per rule (\"a / b\": BrainProp / EBP when they differ); the "
+        "- **seeds**: finished runs per rule (\"a / b\": BrainProp / EBP, then / REINFORCE, when "
+        "they differ); the "
         "means and the curves are over these.\n"
         "- **failed**: failed runs per rule, listed below: a divergence (stop_reason `nan_loss` "
         "or `nonfinite_weights`) or an error `brainprop sweep` recorded in sweep.json. They are "
@@ -632,6 +657,10 @@ std::string markdown_report(const Sweep& sweep) {
         "- **n/a**: not measured: the group has runs, but no finished run measured the figure "
         "(in summary.json an unmeasured figure is `null`); **–**: no runs of that rule. In "
         "table.csv and runs.csv an unmeasured figure is an empty field.\n";
+  if (has_reinforce(rows))
+    md << "- **REINFORCE**: the reward-only policy-gradient baseline (one sampled action per "
+          "image, reward 1 if it is the label, a running reward baseline), with the same "
+          "information as BrainProp (docs/design.md).\n";
   if (!protocol_counts.empty())
     md << "- Validation protocol of the runs: " << join(protocol_counts, ", ") << ".\n";
   md << probe_markdown(sweep);
@@ -677,7 +706,7 @@ std::string table_csv(const Sweep& sweep) {
   auto sd = [](const MeanStd& s) { return s.n > 0 ? format_number(s.std) : std::string(); };
   for (const TableRow& row : table_rows(sweep)) {
     const std::optional<double> ratio = epoch_ratio(row);
-    for (const Group* g : {row.brainprop, row.ebp}) {
+    for (const Group* g : {row.brainprop, row.ebp, row.reinforce}) {
       if (!g) continue;
       std::vector<std::string> seeds;
       for (const RunRecord& r : g->runs) seeds.push_back(std::to_string(r.seed));
@@ -800,7 +829,7 @@ std::vector<std::string> expected_figures(const Sweep& sweep) {
     for (const CurvePoint& p : curves) {
       if (p.data_label != row.data_label || p.model != row.model) continue;
       val = val || p.metric == "val_accuracy";
-      reward = reward || (p.rule == "brainprop" &&
+      reward = reward || ((p.rule == "brainprop" || p.rule == "reinforce") &&
                           (p.metric == "reward_rate" || p.metric == "exploration_rate"));
       probe = probe || p.metric == "update_angle" || p.metric == "update_variance";
       feedback = feedback || p.metric.rfind("feedback_angle.", 0) == 0;

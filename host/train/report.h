@@ -125,6 +125,7 @@ struct TableRow {
   std::string data_label, model;
   const Group* brainprop = nullptr;
   const Group* ebp = nullptr;
+  const Group* reinforce = nullptr;  // the reward-only policy-gradient baseline, when run
 };
 std::vector<TableRow> table_rows(const Sweep& sweep);
 
@@ -135,9 +136,11 @@ std::optional<double> epoch_ratio(const TableRow& row);
 // The Markdown row of the table (no trailing newline), e.g.
 // "| fashion-mnist | dense | 51 (19) | 98.68 (0.07) | 33 (19) | 98.54 (0.16) | 1.55 | ... | 10 | 0 |".
 // "–": no runs of that rule; "n/a": runs, but none of them finished and measured the figure.
-std::string markdown_row(const TableRow& row);
+// With `reinforce` (some row of the sweep has REINFORCE runs) the row has REINFORCE's epochs,
+// acc % and test acc % after EBP's test acc %; without, the table is BrainProp vs EBP only.
+std::string markdown_row(const TableRow& row, bool reinforce = false);
 // The header and separator lines of the table (two lines, each ending in '\n').
-std::string markdown_header();
+std::string markdown_header(bool reinforce = false);
 // The whole table.md: title, table, notes on the columns, the run counts, the failed and the
 // unfinished runs, warnings. The title does not name the sweep directory: the report of the
 // shards of a sweep, merged, is the report of the sweep.

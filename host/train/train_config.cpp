@@ -13,10 +13,18 @@ Rule parse_rule(const std::string& text) {
                  [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
   if (lower == "brainprop") return Rule::BrainProp;
   if (lower == "ebp" || lower == "backprop") return Rule::Ebp;
-  BP_FAIL("unknown learning rule \"" << text << "\" (known: brainprop, ebp)");
+  if (lower == "reinforce") return Rule::Reinforce;
+  BP_FAIL("unknown learning rule \"" << text << "\" (known: brainprop, ebp, reinforce)");
 }
 
-const char* rule_name(Rule rule) { return rule == Rule::BrainProp ? "brainprop" : "ebp"; }
+const char* rule_name(Rule rule) {
+  switch (rule) {
+    case Rule::BrainProp: return "brainprop";
+    case Rule::Ebp: return "ebp";
+    case Rule::Reinforce: return "reinforce";
+  }
+  return "?";
+}
 
 nlohmann::json config_to_json(const TrainConfig& c) {
   return {{"data", c.data_spec},

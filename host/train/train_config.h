@@ -9,8 +9,10 @@
 
 namespace bp {
 
-enum class Rule { BrainProp, Ebp };
-Rule parse_rule(const std::string& text);  // "brainprop" | "ebp", any case
+// BrainProp (the paper's rule), EBP (error backpropagation) and REINFORCE (the reward-only
+// policy-gradient baseline with the same information as BrainProp; docs/design.md).
+enum class Rule { BrainProp, Ebp, Reinforce };
+Rule parse_rule(const std::string& text);  // "brainprop" | "ebp" | "reinforce", any case
 const char* rule_name(Rule rule);
 
 struct TrainConfig {

@@ -27,6 +27,9 @@ using Clock = std::chrono::steady_clock;
 
 namespace {
 
+// The rules that act and are rewarded, whose epochs record reward and exploration rates.
+bool has_reward_stats(Rule rule) { return rule == Rule::BrainProp || rule == Rule::Reinforce; }
+
 // The state tensors (parameters, batch-norm statistics) that hold NaN or Inf, as
 // "dense1.weight (1500 of 1176000 values)", or "" when all are finite: one device reduction per
 // tensor into `counts`, one read-back for all.
@@ -56,7 +59,7 @@ nlohmann::json EpochRecord::to_json(Rule rule) const {
                       {"val_accuracy", val_accuracy},
                       {"seconds", seconds},
                       {"images_per_second", images_per_second}};
-  if (rule == Rule::BrainProp) {
+  if (has_reward_stats(rule)) {
     j["reward_rate"] = reward_rate;
     j["exploration_rate"] = exploration_rate;
   }
@@ -97,7 +100,7 @@ std::string format_epoch_line(const EpochRecord& r, int max_epochs, Rule rule) {
   int n = std::snprintf(line, sizeof line,
                         "epoch %3d/%d  lr %.4g  loss %.4f  train_acc %.4f  val_acc %.4f", r.epoch,
                         max_epochs, r.lr, r.train_loss, r.train_accuracy, r.val_accuracy);
-  if (rule == Rule::BrainProp)
+  if (has_reward_stats(rule))
     n += std::snprintf(line + n, sizeof line - size_t(n), "  reward %.4f  explore %.4f",
                        r.reward_rate, r.exploration_rate);
   n += std::snprintf(line + n, sizeof line - size_t(n), "  %.2fs  %.0f img/s", r.seconds,
@@ -129,7 +132,8 @@ nlohmann::json TrainerState::to_json() const {
           {"best_val_accuracy", best_val_accuracy},
           {"best_epoch", best_epoch},
           {"partial_stats", partial_stats},
-          {"partial_seconds", partial_seconds}};
+          {"partial_seconds", partial_seconds},
+          {"reinforce_baseline", reinforce_baseline}};
 }
 
 TrainerState TrainerState::from_json(const nlohmann::json& j, const std::string& source) {
@@ -145,6 +149,7 @@ TrainerState TrainerState::from_json(const nlohmann::json& j, const std::string&
     s.best_epoch = j.at("best_epoch").get<int>();
     s.partial_stats = j.at("partial_stats").get<std::vector<double>>();
     s.partial_seconds = j.at("partial_seconds").get<double>();
+    s.reinforce_baseline = j.value("reinforce_baseline", 0.0);  // absent before REINFORCE
   } catch (const nlohmann::json::exception& e) {
     BP_FAIL(source << ": bad trainer state: " << e.what());
   }
@@ -172,7 +177,7 @@ std::vector<EpochRecord> parse_history(const std::string& text, int epochs, Rule
       r.val_accuracy = j.at("val_accuracy");
       r.seconds = j.at("seconds");
       r.images_per_second = j.at("images_per_second");
-      if (rule == Rule::BrainProp) {
+      if (has_reward_stats(rule)) {
         r.reward_rate = j.at("reward_rate");
         r.exploration_rate = j.at("exploration_rate");
       }
@@ -265,6 +270,7 @@ TrainResult train(const TrainConfig& config, const Dataset& data, Backend& be,
     std::filesystem::remove(run.path("summary.json"));
     if (state.best_epoch > 0) best_state = read_checkpoint_tensors(run.path("best.safetensors"), DType::F32);
     stopper.restore(state.stopper_best, state.stopper_wait);
+    if (config.rule == Rule::Reinforce) step.set_baseline(state.reinforce_baseline);
     if (log) log("resuming at epoch " + std::to_string(state.epoch + 1) + ", batch " +
                  std::to_string(state.batch) + " (step " + std::to_string(state.global_step) + ")");
   } else if (run.enabled()) {
@@ -287,7 +293,9 @@ TrainResult train(const TrainConfig& config, const Dataset& data, Backend& be,
     return true;
   };
   // The commit point: weights, trainer state and history in one atomic file.
-  auto save_last = [&](const TrainerState& at) {
+  auto save_last = [&](TrainerState& at) {
+    // The baseline lives on the backend; reading it here is the checkpoint's only extra sync.
+    if (config.rule == Rule::Reinforce) at.reinforce_baseline = step.baseline();
     if (run.enabled())
       save_checkpoint(run.path("last.safetensors"), net, config, at.epoch,
                       {{"trainer_state", at.to_json().dump()},

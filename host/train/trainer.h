@@ -19,7 +19,7 @@ struct EpochRecord {
   int epoch = 0;  // 1-based
   double lr = 0, train_loss = 0, train_accuracy = 0, val_accuracy = 0;
   double seconds = 0, images_per_second = 0;
-  double reward_rate = 0, exploration_rate = 0;  // BrainProp only
+  double reward_rate = 0, exploration_rate = 0;  // BrainProp and REINFORCE only
   nlohmann::json probe;  // the update probe's figures (ProbeResult::to_json); null: no probe
   nlohmann::json to_json(Rule rule) const;
 };
@@ -62,6 +62,7 @@ struct TrainerState {
   int best_epoch = 0;
   std::vector<double> partial_stats;  // a partial epoch's running sums (kStatCount values)
   double partial_seconds = 0;
+  double reinforce_baseline = 0;  // REINFORCE's running reward baseline at this point
   nlohmann::json to_json() const;
   static TrainerState from_json(const nlohmann::json& j, const std::string& source);
 };

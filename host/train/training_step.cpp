@@ -12,7 +12,17 @@ TrainingStep::TrainingStep(Net& net, Rule rule, double epsilon, uint64_t seed)
   action_ = be.empty({b}, DType::I32);
   err_ = be.empty({b}, net.dtype());
   dlogits_ = be.empty({b, net.classes()}, net.dtype());
+  baseline_ = be.empty({1}, DType::F64);
+  set_baseline(1.0 / double(net.classes()));
 }
+
+double TrainingStep::baseline() const {
+  double value = 0;
+  net_.backend().copy_to_host(baseline_, &value);
+  return value;
+}
+
+void TrainingStep::set_baseline(double value) { net_.backend().copy_from_host(baseline_, &value); }
 
 void TrainingStep::run(const Tensor& x, const Tensor& labels, double lr, uint64_t step,
                        Tensor& stats) {
@@ -38,6 +48,10 @@ void TrainingStep::head(const Tensor& logits, const Tensor& labels, uint64_t ste
     TraceRange range("brainprop head (action, reward, RPE)");
     be.brainprop_head(logits, labels, BrainPropHeadArgs{static_cast<float>(epsilon_), seed_, step},
                       action_view_, err_view_, stats);
+  } else if (rule_ == Rule::Reinforce) {
+    dlogits_view_ = dlogits_.rows(batch);
+    TraceRange range("reinforce head (sampled action, reward, policy gradient)");
+    be.reinforce_head(logits, labels, ReinforceHeadArgs{seed_, step}, baseline_, dlogits_view_, stats);
   } else {
     dlogits_view_ = dlogits_.rows(batch);
     TraceRange range("softmax cross-entropy head");

@@ -1,5 +1,6 @@
-// One SGD step of either learning rule on a batch already on the backend:
-// forward, output head (BrainProp's action selection + RPE, or softmax cross-entropy),
+// One SGD step of any learning rule on a batch already on the backend: forward, output head
+// (BrainProp's action selection + RPE, REINFORCE's sampled policy gradient, or softmax
+// cross-entropy),
 // and the backward pass that updates every layer in place. Used by the trainer, the
 // benchmark and the tests, so all three time and check the same code.
 #pragma once
@@ -25,6 +26,11 @@ class TrainingStep {
   // The last step's gradient at the logits [B, classes] (EBP).
   const Tensor& output_gradient() const { return dlogits_view_; }
   Rule rule() const { return rule_; }
+  // REINFORCE's running reward baseline (kept on the backend and moved by every step's head;
+  // read and set by the trainer for checkpoints). Starts at 1 / classes, a uniform policy's
+  // expected reward.
+  double baseline() const;
+  void set_baseline(double value);
 
  private:
   Net& net_;
@@ -32,6 +38,7 @@ class TrainingStep {
   double epsilon_;
   uint64_t seed_;
   Tensor action_, err_, dlogits_, action_view_, err_view_, dlogits_view_;
+  Tensor baseline_;  // float64 [1]
 };
 
 // Accuracy of argmax over a whole split, in batches of `batch`; stats is scratch.

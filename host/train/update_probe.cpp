@@ -139,7 +139,10 @@ ProbeResult UpdateProbe::measure(int epoch) {
   loader_.load(0, size_);
   be.fill(stats_, 0.0);
   const Tensor logits = net_.forward(loader_.x(), true, key);
+  // REINFORCE's head moves its running baseline: the probe's head must not.
+  const double baseline = step_.rule() == Rule::Reinforce ? step_.baseline() : 0.0;
   step_.head(logits, loader_.y(), key, stats_);
+  if (step_.rule() == Rule::Reinforce) step_.set_baseline(baseline);
   const Tensor& head_err = selected ? step_.errors() : step_.output_gradient();
   const std::vector<double> err_host = read_doubles(be, head_err);
   if (selected) {

@@ -66,6 +66,10 @@ void dropout_apply(const float* x, float* y, int64_t n, float rate, uint64_t see
 void brainprop_head(const float* logits, const int32_t* labels, int64_t batch, int classes,
                     float epsilon, uint64_t seed, StepArg step, int32_t* action, float* err,
                     double* stats, cudaStream_t s);
+// baseline: float64 [1], read, then moved by the batch's mean reward (ReinforceHeadArgs).
+void reinforce_head(const float* logits, const int32_t* labels, int64_t batch, int classes,
+                    uint64_t seed, StepArg step, double baseline_rate, double* baseline,
+                    float* grad, double* stats, cudaStream_t s);
 void softmax_xent_head(const float* logits, const int32_t* labels, int64_t batch, int classes,
                        float* grad, double* stats, cudaStream_t s);
 void count_correct(const float* logits, const int32_t* labels, int64_t batch, int classes,

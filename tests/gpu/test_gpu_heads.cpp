@@ -1,7 +1,7 @@
 // Output heads on the GPU against the CPU: BrainProp's Max-Boltzmann action selection must pick
 // exactly the same actions for the same (seed, step) (the Philox draws are shared), with the
-// same output errors and statistics; softmax cross-entropy gradients and loss; argmax counts
-// (ties included).
+// same output errors and statistics; REINFORCE's sampled actions, policy gradient, statistics
+// and baseline update; softmax cross-entropy gradients and loss; argmax counts (ties included).
 #include <sstream>
 #include <string>
 
@@ -144,6 +144,42 @@ TEST_F(GpuHeads, SoftmaxCrossEntropy) {
     EXPECT_EQ(sg[kStatExplored], sc[kStatExplored]) << what;
     EXPECT_EQ(sg[kStatSamples], sc[kStatSamples]) << what;
     EXPECT_GE(sc[kStatCorrect] - 1.0, double((batch + 2) / 3)) << what;  // argmax labels
+  }
+}
+
+TEST_F(GpuHeads, ReinforceSameActionsGradientAndBaseline) {
+  // Logits in [-3, 3): the sampled actions spread over the classes; grad and baseline outputs
+  // poisoned (the baseline is read first, so it starts at the same value on both).
+  for (auto [batch, classes] : {Case{200, 10}, Case{64, 200}, Case{300, 3}}) {
+    make_batch(batch, classes, uint32_t(7 * batch + classes), -3.f, 3.f);
+    for (uint64_t step : {kStep, uint64_t(5)}) {
+      const std::string what = "reinforce_head " + std::to_string(batch) + "x" +
+                               std::to_string(classes) + " step " + std::to_string(step);
+      auto [cl, gl] = both({batch, classes}, logits_);
+      auto [cy, gy] = both({batch}, labels_);
+      auto [cg, gg] = outputs({batch, classes});
+      auto [cb, gb] = both({1}, std::vector<double>{0.3});
+      auto [cs, gs] = start_stats();
+      const ReinforceHeadArgs args{kSeed, step, 0.05};
+      cpu_->reinforce_head(cl, cy, args, cb, cg, cs);
+      gpu_->reinforce_head(gl, gy, args, gb, gg, gs);
+      // The actions are not an output: the reward and exploration counts and the gradient
+      // (whose sign pattern names the action) show them. A different action would move a
+      // gradient element by ~|r - b| ~ 0.3, far beyond the tolerance; the values themselves
+      // are an exp of a float difference each, as for cross-entropy: 1e-5 relative, 1e-3 floor.
+      expect_close(cg, gg, 1e-5, 1e-3, what + " grad");
+      const std::vector<double> sc = host<double>(*cpu_, cs), sg = host<double>(*gpu_, gs);
+      EXPECT_NEAR(sg[kStatLoss], sc[kStatLoss], 1e-5 * std::abs(sc[kStatLoss]) + 1e-9) << what;
+      EXPECT_EQ(sg[kStatCorrect], sc[kStatCorrect]) << what;
+      EXPECT_EQ(sg[kStatReward], sc[kStatReward]) << what;
+      EXPECT_EQ(sg[kStatExplored], sc[kStatExplored]) << what;
+      EXPECT_EQ(sg[kStatSamples], 4.0 + double(batch)) << what;
+      for (int k = kStatSamples + 1; k < kStatCount; ++k) EXPECT_EQ(sg[size_t(k)], 0.0) << k;
+      EXPECT_GT(sg[kStatExplored] - 3.0, 0.1 * double(batch)) << what << ": every trial samples";
+      // b + 0.05 (mean r - b) from the same whole-sample reward count: the same double.
+      EXPECT_EQ(host<double>(*gpu_, gb)[0], host<double>(*cpu_, cb)[0]) << what;
+      EXPECT_NE(host<double>(*gpu_, gb)[0], 0.3) << what << ": the baseline did not move";
+    }
   }
 }
 

@@ -90,6 +90,10 @@ class CountingBackend : public Backend {
                       Tensor& action, Tensor& err, Tensor& stats) override {
     in_.brainprop_head(logits, labels, args, action, err, stats);
   }
+  void reinforce_head(const Tensor& logits, const Tensor& labels, const ReinforceHeadArgs& args,
+                      Tensor& baseline, Tensor& grad, Tensor& stats) override {
+    in_.reinforce_head(logits, labels, args, baseline, grad, stats);
+  }
   void softmax_xent_head(const Tensor& logits, const Tensor& labels, Tensor& grad,
                          Tensor& stats) override {
     in_.softmax_xent_head(logits, labels, grad, stats);
@@ -337,6 +341,32 @@ class GpuTrainerGraphs : public GpuParity {
     EXPECT_GE(r.replays, int64_t(epochs) * 15 - 2) << what << ": too few steps replayed";
   }
 
+  void check_resumed_run_equals_the_uninterrupted_one(Rule rule) {
+    const TestDir tmp;
+    TrainConfig c = config(rule);
+    c.out_dir = tmp.sub("whole");
+    const TrainerRun whole = train_on(*gpu_, c);
+    expect_replayed(whole, kEpochs, "uninterrupted GPU run");
+
+    TrainConfig cut = c;
+    cut.out_dir = tmp.sub("cut");
+    cut.max_epochs = 2;
+    const TrainerRun first = train_on(*gpu_, cut);
+    ASSERT_EQ(first.result.history.size(), 2u);
+    EXPECT_EQ(first.result.summary.stop_reason, "max_epochs");
+    cut.max_epochs = kEpochs;
+    cut.halt_after_steps = 2 * 16 + 7;  // 16 steps an epoch: stops after 7 batches of epoch 3
+    const TrainerRun second = train_on(*gpu_, cut, true);
+    EXPECT_EQ(second.result.summary.stop_reason, "interrupted");
+    ASSERT_EQ(second.result.history.size(), 2u) << "the first two epochs, read back";
+    cut.halt_after_steps = -1;
+    const TrainerRun resumed = train_on(*gpu_, cut, true);
+    EXPECT_GE(resumed.replays, 8) << "the resumed run replayed no graphs";
+
+    expect_same_history(whole.result, resumed.result, 0.0, "resumed vs uninterrupted");
+    expect_same_weights(whole.weights, resumed.weights, "resumed vs uninterrupted: final weights");
+  }
+
   Dataset data_;
 };
 
@@ -402,29 +432,12 @@ TEST_F(GpuTrainerGraphs, BrainPropGraphsEqualPlainStepsAndMatchTheCpu) {
 // next is recorded at a new batch offset and step; the epoch order, dropout masks and actions
 // follow from (seed, epoch, step) alone.
 TEST_F(GpuTrainerGraphs, BrainPropResumedRunEqualsTheUninterruptedOne) {
-  const TestDir tmp;
-  TrainConfig c = config(Rule::BrainProp);
-  c.out_dir = tmp.sub("whole");
-  const TrainerRun whole = train_on(*gpu_, c);
-  expect_replayed(whole, kEpochs, "uninterrupted GPU run");
-
-  TrainConfig cut = c;
-  cut.out_dir = tmp.sub("cut");
-  cut.max_epochs = 2;
-  const TrainerRun first = train_on(*gpu_, cut);
-  ASSERT_EQ(first.result.history.size(), 2u);
-  EXPECT_EQ(first.result.summary.stop_reason, "max_epochs");
-  cut.max_epochs = kEpochs;
-  cut.halt_after_steps = 2 * 16 + 7;  // 16 steps an epoch: stops after 7 batches of epoch 3
-  const TrainerRun second = train_on(*gpu_, cut, true);
-  EXPECT_EQ(second.result.summary.stop_reason, "interrupted");
-  ASSERT_EQ(second.result.history.size(), 2u) << "the first two epochs, read back";
-  cut.halt_after_steps = -1;
-  const TrainerRun resumed = train_on(*gpu_, cut, true);
-  EXPECT_GE(resumed.replays, 8) << "the resumed run replayed no graphs";
-
-  expect_same_history(whole.result, resumed.result, 0.0, "resumed vs uninterrupted");
-  expect_same_weights(whole.weights, resumed.weights, "resumed vs uninterrupted: final weights");
+  check_resumed_run_equals_the_uninterrupted_one(Rule::BrainProp);
+}
+// The same for REINFORCE: its baseline lives on the device, moves inside the replayed graphs
+// and goes through the checkpoint.
+TEST_F(GpuTrainerGraphs, ReinforceResumedRunEqualsTheUninterruptedOne) {
+  check_resumed_run_equals_the_uninterrupted_one(Rule::Reinforce);
 }
 
 // (a) for EBP (softmax cross-entropy, the dense feedback through every layer): graphs change
