@@ -225,7 +225,7 @@ def plot_feedback_angle(plt, ticker, data, model, by_rule, out_stem):
     ax.set_xlabel("epoch")
     ax.legend(loc="best", fontsize=8)
     finish_axes(ax, ticker)
-    ax.set_title(f"{data} {model}: angle between forward and feedback weights (mean over seeds)",
+    ax.set_title(f"{data} {model}: W ∠ B per layer (mean over seeds)",
                  fontsize=11)
     fig.subplots_adjust(left=0.1, right=0.97, top=0.92, bottom=0.12)
     return save(plt, fig, out_stem + "-feedback_angle")
