@@ -174,6 +174,26 @@ TEST(UpdateProbe, DirectFeedbackAlignmentIsNotTheTrueGradientBelowTheOutput) {
   }
 }
 
+// The action-sampling spread: none without sampling (EBP), none for greedy BrainProp
+// (epsilon 0: every draw picks the same actions), some for REINFORCE's softmax draws.
+TEST(UpdateProbe, SamplingVarianceComesFromTheActionDraws) {
+  Fixture f;
+  auto measure = [&](Rule rule, double epsilon) {
+    auto net = f.make_net(conv_spec(Feedback::Symmetric));
+    TrainingStep step(*net, rule, epsilon, 5);
+    return UpdateProbe(*net, step, f.device, 8).measure(1);
+  };
+  EXPECT_FALSE(measure(Rule::Ebp, 0.0).net.sampling_variance);
+  const ProbeResult greedy = measure(Rule::BrainProp, 0.0);
+  ASSERT_TRUE(greedy.net.sampling_variance);
+  EXPECT_NEAR(*greedy.net.sampling_variance, 0.0, 1e-12);
+  const ProbeResult exploring = measure(Rule::BrainProp, 0.5);
+  EXPECT_GT(*exploring.net.sampling_variance, 1e-3);
+  const ProbeResult reinforce = measure(Rule::Reinforce, 0.0);
+  ASSERT_TRUE(reinforce.net.sampling_variance);
+  EXPECT_GT(*reinforce.net.sampling_variance, 1e-3);
+}
+
 // The variance from explicit one-image steps (lr 1, no L2) of a net without L2: the probe's
 // figures on a net with L2 must be the same, since the probe leaves L2 out.
 TEST(UpdateProbe, VarianceIsThatOfOneImageSteps) {

@@ -38,6 +38,12 @@ void write_doubles(Backend& be, Tensor& t, const std::vector<double>& values) {
   }
 }
 
+std::vector<int32_t> read_actions(Backend& be, const Tensor& actions) {
+  std::vector<int32_t> out(static_cast<size_t>(actions.numel()));
+  be.copy_to_host(actions, out.data());
+  return out;
+}
+
 // Every parameter of the net, in Net::params() order.
 std::vector<std::vector<double>> read_params(Backend& be, const std::vector<NamedParam>& params) {
   std::vector<std::vector<double>> out;
@@ -59,6 +65,7 @@ std::optional<double> angle_degrees(double dot, double norm_a2, double norm_b2) 
 struct Sums {
   double uu = 0, gg = 0, ug = 0;  // rule update u and true gradient g
   double spread = 0;              // sum over samples of ||u_b - u||^2
+  double draws_spread = 0, draws_mean2 = 0;  // over action draws: sum ||u_k - m||^2, ||m||^2
 };
 
 nlohmann::json figure(const std::optional<double>& v) { return v ? nlohmann::json(*v) : nlohmann::json(); }
@@ -71,6 +78,7 @@ nlohmann::json layer_json(const LayerProbe& l) {
   nlohmann::json j = {{"update_angle", figure(l.update_angle)},
                       {"update_variance", figure(l.update_variance)},
                       {"update_norm", l.update_norm}};
+  if (l.sampling_variance) j["sampling_variance"] = *l.sampling_variance;
   if (l.feedback_angle) j["feedback_angle"] = *l.feedback_angle;
   return j;
 }
@@ -81,6 +89,7 @@ LayerProbe layer_from_json(const std::string& name, const nlohmann::json& j) {
   l.feedback_angle = figure_from(j, "feedback_angle");
   l.update_angle = figure_from(j, "update_angle");
   l.update_variance = figure_from(j, "update_variance");
+  l.sampling_variance = figure_from(j, "sampling_variance");
   l.update_norm = j.at("update_norm").get<double>();
   return l;
 }
@@ -146,9 +155,7 @@ ProbeResult UpdateProbe::measure(int epoch) {
   const Tensor& head_err = selected ? step_.errors() : step_.output_gradient();
   const std::vector<double> err_host = read_doubles(be, head_err);
   if (selected) {
-    std::vector<int32_t> actions(static_cast<size_t>(size_));
-    be.copy_to_host(step_.actions(), actions.data());
-    be.copy_from_host(action_, actions.data());
+    be.copy_from_host(action_, read_actions(be, step_.actions()).data());
   }
 
   // The update (learning rate 1, no L2) that `err` makes, parameter by parameter.
@@ -197,6 +204,39 @@ ProbeResult UpdateProbe::measure(int epoch) {
       }
     }
   }
+
+  // Fresh action draws for the same images and forward pass: what the sampling alone spreads.
+  const bool samples_actions = step_.rule() == Rule::BrainProp || step_.rule() == Rule::Reinforce;
+  if (samples_actions) {
+    // Per element, the sum and the sum of squares over the draws (double: the spread is a
+    // difference of two sums, fine at these magnitudes), not the K updates themselves.
+    std::vector<std::vector<double>> sum, sum2;
+    for (const auto& p : before) {
+      sum.emplace_back(p.size(), 0.0);
+      sum2.emplace_back(p.size(), 0.0);
+    }
+    for (int k = 1; k <= kSamplingDraws; ++k) {
+      const uint64_t draw_key = key + (uint64_t(k) << 32);  // disjoint from every epoch's key
+      step_.head(logits, loader_.y(), draw_key, stats_);
+      if (step_.rule() == Rule::Reinforce) step_.set_baseline(baseline);
+      if (selected) be.copy_from_host(action_, read_actions(be, step_.actions()).data());
+      const auto draw = update_from(read_doubles(be, selected ? step_.errors() : step_.output_gradient()), size_, false);
+      for (size_t p = 0; p < draw.size(); ++p)
+        for (size_t i = 0; i < draw[p].size(); ++i) {
+          sum[p][i] += draw[p][i];
+          sum2[p][i] += draw[p][i] * draw[p][i];
+        }
+    }
+    const double K = kSamplingDraws;
+    for (size_t p = 0; p < params.size(); ++p) {
+      Sums& s = sums[layer_of(params[p].name)];
+      for (size_t i = 0; i < sum[p].size(); ++i) {
+        const double mean = sum[p][i] / K;
+        s.draws_mean2 += mean * mean;
+        s.draws_spread += std::max(0.0, sum2[p][i] - K * mean * mean);
+      }
+    }
+  }
   net_.load_state(snapshot, "update probe snapshot");
 
   // ||W||, ||B|| and W.B of layers with feedback weights B of W's shape.
@@ -230,6 +270,7 @@ ProbeResult UpdateProbe::measure(int epoch) {
     l.layer = name;
     l.update_angle = angle_degrees(s.ug, s.uu, s.gg);
     if (s.uu > 0) l.update_variance = s.spread / double(size_ - 1) / s.uu;
+    if (s.draws_mean2 > 0) l.sampling_variance = s.draws_spread / double(kSamplingDraws - 1) / s.draws_mean2;
     l.update_norm = std::sqrt(s.uu);
     if (ww.count(name)) l.feedback_angle = angle_degrees(wb[name], ww[name], bb[name]);
     return l;
@@ -242,6 +283,8 @@ ProbeResult UpdateProbe::measure(int epoch) {
     all.gg += s.gg;
     all.ug += s.ug;
     all.spread += s.spread;
+    all.draws_spread += s.draws_spread;
+    all.draws_mean2 += s.draws_mean2;
     result.layers.push_back(figures(layer, s));
   }
   result.net = figures("net", all);

@@ -25,8 +25,15 @@ struct LayerProbe {
   // The per-sample spread of the update: sum_b ||u_b - mean u||^2 / (P - 1) over ||mean u||^2,
   // u_b the update sample b's error alone makes; nullopt where the mean update is zero.
   std::optional<double> update_variance;
+  // The spread that the sampled actions alone cause: the batch's update for kSamplingDraws
+  // fresh draws of the actions (same images, same forward pass), sum_k ||u_k - mean||^2 /
+  // (K - 1) over ||mean||^2. nullopt for EBP (no sampling) or where the mean is zero.
+  std::optional<double> sampling_variance;
   double update_norm = 0;  // ||mean u|| at learning rate 1, without L2
 };
+
+// Action draws the probe makes for LayerProbe::sampling_variance.
+constexpr int kSamplingDraws = 8;
 
 struct ProbeResult {
   int probe_size = 0;
