@@ -180,7 +180,8 @@ def plot_brainprop_reward(plt, ticker, data, model, by_rule, out_stem):
 def plot_update_probe(plt, ticker, data, model, by_rule, out_stem):
     panels = [(m, t, log) for m, t, log in (
         ("update_angle", "update ∠ true gradient (°)", False),
-        ("update_variance", "relative update variance", True))
+        ("update_variance", "relative update variance", True),
+        ("sampling_variance", "action-sampling variance", True))
         if any(by_rule[r].get(m) for r in by_rule)]
     if not panels:
         return []
@@ -201,7 +202,7 @@ def plot_update_probe(plt, ticker, data, model, by_rule, out_stem):
     axes[-1, 0].set_xlabel("epoch")
     fig.suptitle(f"{data} {model}: update probe (mean ± std over seeds)", fontsize=11)
     fig.text(0.5, 0.005, "on the same probe batch each epoch; variance: sum_b ||u_b - mean||² / (N-1)"
-             " / ||mean||², per-sample updates u_b\n" + NOTE,
+             " / ||mean||², per-sample updates u_b; sampling: the same over 8 action draws\n" + NOTE,
              ha="center", va="bottom", fontsize=7.5, color="0.35")
     fig.subplots_adjust(left=0.12, right=0.97, top=0.91, bottom=0.13, hspace=0.1)
     return save(plt, fig, out_stem + "-update_probe")

@@ -137,7 +137,8 @@ namespace {
 // The update probe's figures (train/update_probe.h) as metrics: "update_angle" and
 // "update_variance" of the whole net, and "<figure>.<layer>" per layer; null figures are absent.
 void add_probe_metrics(const nlohmann::json& probe, EpochPoint& point) {
-  static const char* const figures[] = {"update_angle", "update_variance", "feedback_angle"};
+  static const char* const figures[] = {"update_angle", "update_variance", "sampling_variance",
+                                        "feedback_angle"};
   for (const char* f : figures)
     if (probe.contains(f) && probe[f].is_number()) point.metrics[f] = probe[f].get<double>();
   if (!probe.contains("layers") || !probe["layers"].is_array()) return;
@@ -592,8 +593,9 @@ static std::string probe_markdown(const Sweep& sweep) {
     if (!any)
       md << "\n## Update probe (the last epoch of each run)\n\n"
             "| data | model | rule | update ∠ true gradient (°) | relative update variance | "
-            "update ∠ gradient, first layer (°) | W ∠ B, first layer (°) | seeds |\n"
-            "|---|---|---|---|---|---|---|---|\n";
+            "action-sampling variance | update ∠ gradient, first layer (°) | W ∠ B, first layer (°) "
+            "| seeds |\n"
+            "|---|---|---|---|---|---|---|---|---|\n";
     any = true;
     std::string first_layer;
     // The net's first weighted layer (layers are named by type and number).
@@ -607,6 +609,7 @@ static std::string probe_markdown(const Sweep& sweep) {
     }
     md << "| " << g.data_label << " | " << g.model << " | " << g.rule << " | "
        << cell(g, "update_angle", 1) << " | " << cell(g, "update_variance", 2) << " | "
+       << cell(g, "sampling_variance", 3) << " | "
        << (first_layer.empty() ? "n/a" : cell(g, "update_angle." + first_layer, 1)) << " | "
        << (first_layer.empty() ? "n/a" : cell(g, "feedback_angle." + first_layer, 1)) << " | "
        << g.runs.size() << " |\n";
@@ -616,8 +619,10 @@ static std::string probe_markdown(const Sweep& sweep) {
           "training images, the angle between the update the rule makes and the true gradient of "
           "the rule's own loss (the same output errors sent back through W); the per-sample "
           "variance of the update, sum_b ||u_b − ū||² / (N − 1) over ||ū||² (dimensionless, so "
-          "rules of different step sizes compare); and the angle between W and the feedback "
-          "weights B (fa, learned). Curves: `*-update_probe.png`, `*-feedback_angle.png`.\n";
+          "rules of different step sizes compare); the action-sampling variance, the same ratio "
+          "for the batch's update over 8 fresh draws of the actions on the same images (n/a for "
+          "EBP, which samples nothing): the noise of the credit assignment alone; and the angle "
+          "between W and the feedback weights B (fa, learned). Curves: `*-update_probe.png`, `*-feedback_angle.png`.\n";
   return md.str();
 }
 
@@ -778,12 +783,13 @@ std::string runs_csv(const Sweep& sweep) {
 const std::vector<std::string>& curve_metrics() {
   static const std::vector<std::string> metrics = {"val_accuracy", "train_accuracy", "train_loss",
                                                    "reward_rate", "exploration_rate",
-                                                   "update_angle", "update_variance"};
+                                                   "update_angle", "update_variance",
+                                                   "sampling_variance"};
   return metrics;
 }
 
 bool is_probe_layer_metric(const std::string& metric) {
-  for (const char* prefix : {"update_angle.", "update_variance.", "feedback_angle."})
+  for (const char* prefix : {"update_angle.", "update_variance.", "sampling_variance.", "feedback_angle."})
     if (metric.rfind(prefix, 0) == 0) return true;
   return false;
 }
