@@ -300,6 +300,9 @@ class GpuUpdateProbe : public GpuParity {
       if (c.layers[i].update_variance)
         near(c.layers[i].update_variance, g.layers[i].update_variance,
              0.02 * *c.layers[i].update_variance, at + " variance");
+      if (c.layers[i].sampling_variance)
+        near(c.layers[i].sampling_variance, g.layers[i].sampling_variance,
+             0.02 * *c.layers[i].sampling_variance + 1e-9, at + " sampling variance");
       EXPECT_NEAR(g.layers[i].update_norm, c.layers[i].update_norm, 0.02 * c.layers[i].update_norm) << at;
     }
   }
