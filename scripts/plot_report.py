@@ -201,10 +201,10 @@ def plot_update_probe(plt, ticker, data, model, by_rule, out_stem):
     axes[0, 0].legend(loc="best")
     axes[-1, 0].set_xlabel("epoch")
     fig.suptitle(f"{data} {model}: update probe (mean ± std over seeds)", fontsize=11)
-    fig.text(0.5, 0.005, "on the same probe batch each epoch; variance: sum_b ||u_b - mean||² / (N-1)"
-             " / ||mean||², per-sample updates u_b; sampling: the same over 8 action draws\n" + NOTE,
+    fig.text(0.5, 0.005, "one probe batch; variance: sum ||u - mean||² / (n-1) / ||mean||² over the "
+             "per-sample updates;\nsampling: the same over 8 action draws\n" + NOTE,
              ha="center", va="bottom", fontsize=7.5, color="0.35")
-    fig.subplots_adjust(left=0.12, right=0.97, top=0.91, bottom=0.13, hspace=0.1)
+    fig.subplots_adjust(left=0.12, right=0.97, top=0.92, bottom=0.12, hspace=0.1)
     return save(plt, fig, out_stem + "-update_probe")
 
 
