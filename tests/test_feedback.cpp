@@ -16,6 +16,7 @@
 #include "io/safetensors.h"
 #include "model/model_spec.h"
 #include "model/net.h"
+#include "synthetic_data.h"
 #include "test_helpers.h"
 #include "train/trainer.h"
 #include "train/training_step.h"
@@ -222,33 +223,7 @@ TEST(Feedback, CheckpointStateLoadsWithAndWithoutFeedbackWeights) {
   test::expect_error([&] { other_fa.load_state(without, "ckpt"); }, "missing parameter conv2d1.feedback");
 }
 
-// Two classes told apart by which half of an 8x8 image is brighter (as in test_training.cpp).
-Dataset synthetic_halves(int64_t train, int64_t test, uint64_t seed) {
-  std::mt19937 gen(static_cast<uint32_t>(seed));
-  auto fill = [&](ImageSet& set, int64_t n) {
-    set.count = n;
-    set.height = set.width = 8;
-    set.channels = 1;
-    set.pixels.resize(size_t(n * 64));
-    set.labels.resize(size_t(n));
-    for (int64_t i = 0; i < n; ++i) {
-      const int label = int(gen() % 2);
-      set.labels[size_t(i)] = label;
-      for (int p = 0; p < 64; ++p) {
-        const bool bright = ((p % 8) < 4) == (label == 0);
-        set.pixels[size_t(i * 64 + p)] = uint8_t((bright ? 128 : 0) + gen() % 100);
-      }
-    }
-  };
-  Dataset d;
-  d.name = "halves";
-  d.source = "synthetic";
-  d.classes = 2;
-  d.class_names = {"left", "right"};
-  fill(d.train, train);
-  fill(d.test, test);
-  return d;
-}
+using test::synthetic_halves;
 
 TEST(Feedback, InterruptedAndResumedLearnedRunMatchesTheUninterruptedOne) {
   const Dataset data = synthetic_halves(500, 100, 3);
