@@ -7,8 +7,10 @@
 
 namespace bp::test {
 
-// Two classes told apart by which half of an 8x8 image is brighter.
-inline Dataset synthetic_halves(int64_t train, int64_t test, uint64_t seed) {
+// `classes` classes told apart by which region of an 8x8 image is brighter: region(p) names the
+// region of pixel p (0 .. classes - 1); pixels of the label's region get +128, every pixel noise.
+template <typename Region>
+Dataset synthetic_regions(int64_t train, int64_t test, uint64_t seed, int classes, Region region) {
   std::mt19937 gen(static_cast<uint32_t>(seed));
   auto fill = [&](ImageSet& set, int64_t n) {
     set.count = n;
@@ -17,49 +19,34 @@ inline Dataset synthetic_halves(int64_t train, int64_t test, uint64_t seed) {
     set.pixels.resize(size_t(n * 64));
     set.labels.resize(size_t(n));
     for (int64_t i = 0; i < n; ++i) {
-      const int label = int(gen() % 2);
+      const int label = int(gen() % uint32_t(classes));
       set.labels[size_t(i)] = label;
-      for (int p = 0; p < 64; ++p) {
-        const bool bright = ((p % 8) < 4) == (label == 0);
-        set.pixels[size_t(i * 64 + p)] = uint8_t((bright ? 128 : 0) + gen() % 100);
-      }
+      for (int p = 0; p < 64; ++p)
+        set.pixels[size_t(i * 64 + p)] = uint8_t((region(p) == label ? 128 : 0) + gen() % 100);
     }
   };
   Dataset d;
-  d.name = "halves";
   d.source = "synthetic";
-  d.classes = 2;
-  d.class_names = {"left", "right"};
+  d.classes = classes;
   fill(d.train, train);
   fill(d.test, test);
   return d;
 }
 
-// Four classes told apart by which quadrant of an 8x8 image is brighter.
+// Two classes: which half (left, right) is brighter.
+inline Dataset synthetic_halves(int64_t train, int64_t test, uint64_t seed) {
+  Dataset d = synthetic_regions(train, test, seed, 2, [](int p) { return p % 8 < 4 ? 0 : 1; });
+  d.name = "halves";
+  d.class_names = {"left", "right"};
+  return d;
+}
+
+// Four classes: which quadrant is brighter.
 inline Dataset synthetic_quadrants(int64_t train, int64_t test, uint64_t seed) {
-  std::mt19937 gen(static_cast<uint32_t>(seed));
-  auto fill = [&](ImageSet& set, int64_t n) {
-    set.count = n;
-    set.height = set.width = 8;
-    set.channels = 1;
-    set.pixels.resize(size_t(n * 64));
-    set.labels.resize(size_t(n));
-    for (int64_t i = 0; i < n; ++i) {
-      const int label = int(gen() % 4);
-      set.labels[size_t(i)] = label;
-      for (int p = 0; p < 64; ++p) {
-        const int quadrant = (p / 8 < 4 ? 0 : 2) + (p % 8 < 4 ? 0 : 1);
-        set.pixels[size_t(i * 64 + p)] = uint8_t((quadrant == label ? 128 : 0) + gen() % 100);
-      }
-    }
-  };
-  Dataset d;
+  Dataset d = synthetic_regions(train, test, seed, 4,
+                                [](int p) { return (p / 8 < 4 ? 0 : 2) + (p % 8 < 4 ? 0 : 1); });
   d.name = "quadrants";
-  d.source = "synthetic";
-  d.classes = 4;
   d.class_names = {"tl", "tr", "bl", "br"};
-  fill(d.train, train);
-  fill(d.test, test);
   return d;
 }
 
