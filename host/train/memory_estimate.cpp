@@ -213,9 +213,8 @@ RunMemoryEstimate estimate_run_memory(const TrainConfig& config, const Shape& in
   // float64, allocated whatever the rule).
   e.other = kStatCount * kF64 + uint64_t(w.state_tensors) * kF64 + kF64;
   if (config.probe_size > 0) {  // train/update_probe.h: a loader, stats, actions and errors
-    const uint64_t loader_rows = uint64_t(std::max(1, std::min(config.probe_size, e.max_batch)));
     const uint64_t p = uint64_t(std::min<int64_t>({config.probe_size, e.train_images, e.max_batch}));
-    e.batches += loader_bytes(int(loader_rows), input) + uint64_t(e.train_images) * kI32;
+    e.batches += loader_bytes(int(p), input) + uint64_t(e.train_images) * kI32;
     e.other += kStatCount * kF64 + p * kI32 +
                (config.rule == Rule::BrainProp ? p : p * uint64_t(classes)) * kF32;
   }

@@ -122,8 +122,8 @@ ProbeResult ProbeResult::from_json(const nlohmann::json& j) {
 UpdateProbe::UpdateProbe(Net& net, TrainingStep& step, const DeviceImages& images, int size)
     : net_(net),
       step_(step),
-      loader_(net.backend(), images, std::max(1, std::min<int>(size, net.max_batch())), net.dtype()),
-      size_(int(std::min<int64_t>({int64_t(size), images.count(), int64_t(net.max_batch())}))) {
+      size_(int(std::min<int64_t>({int64_t(size), images.count(), int64_t(net.max_batch())}))),
+      loader_(net.backend(), images, std::max(1, size_), net.dtype()) {
   BP_CHECK(size >= 2, "the update probe needs at least 2 images, got " << size);
   BP_CHECK(size_ >= 2, "the update probe needs at least 2 images; the training set has " << images.count());
   Backend& be = net.backend();

@@ -56,8 +56,8 @@ class UpdateProbe {
  private:
   Net& net_;
   TrainingStep& step_;
+  int size_;  // before loader_, which is sized by it
   BatchLoader loader_;
-  int size_;
   Tensor stats_, action_, err_;
 };
 
