@@ -134,18 +134,20 @@ std::vector<std::string> find_run_dirs(const std::string& sweep_dir) {
 }
 
 namespace {
-// The update probe's figures (train/update_probe.h) as metrics: "update_angle" and
-// "update_variance" of the whole net, and "<figure>.<layer>" per layer; null figures are absent.
+// The update probe's figures (train/update_probe.h), each a metric of the whole net and, as
+// "<figure>.<layer>", of each layer.
+const char* const kProbeFigures[] = {"update_angle", "update_variance", "sampling_variance",
+                                     "feedback_angle"};
+
+// The probe's figures of one history line as metrics; null figures are absent.
 void add_probe_metrics(const nlohmann::json& probe, EpochPoint& point) {
-  static const char* const figures[] = {"update_angle", "update_variance", "sampling_variance",
-                                        "feedback_angle"};
-  for (const char* f : figures)
+  for (const char* f : kProbeFigures)
     if (probe.contains(f) && probe[f].is_number()) point.metrics[f] = probe[f].get<double>();
   if (!probe.contains("layers") || !probe["layers"].is_array()) return;
   for (const nlohmann::json& layer : probe["layers"]) {
     if (!layer.is_object() || !layer.contains("layer") || !layer["layer"].is_string()) continue;
     const std::string name = layer["layer"].get<std::string>();
-    for (const char* f : figures)
+    for (const char* f : kProbeFigures)
       if (layer.contains(f) && layer[f].is_number())
         point.metrics[std::string(f) + "." + name] = layer[f].get<double>();
   }
@@ -789,8 +791,8 @@ const std::vector<std::string>& curve_metrics() {
 }
 
 bool is_probe_layer_metric(const std::string& metric) {
-  for (const char* prefix : {"update_angle.", "update_variance.", "sampling_variance.", "feedback_angle."})
-    if (metric.rfind(prefix, 0) == 0) return true;
+  for (const char* figure : kProbeFigures)
+    if (metric.rfind(std::string(figure) + ".", 0) == 0) return true;
   return false;
 }
 
