@@ -13,6 +13,7 @@
 #include "core/backend.h"
 #include "io/safetensors.h"
 #include "math/heads.h"
+#include "resume_checks.h"
 #include "synthetic_data.h"
 #include "test_helpers.h"
 #include "train/checkpoint.h"
@@ -210,20 +211,10 @@ TEST(Reinforce, InterruptedAndResumedRunMatchesTheUninterruptedOne) {
   cut.halt_after_steps = -1;
   const TrainResult resumed = train(cut, data, *be, nullptr, RunStart::Resume);
 
-  ASSERT_EQ(resumed.history.size(), whole.history.size());
-  for (size_t e = 0; e < whole.history.size(); ++e) {
-    EXPECT_EQ(resumed.history[e].train_loss, whole.history[e].train_loss) << "epoch " << e + 1;
-    EXPECT_EQ(resumed.history[e].reward_rate, whole.history[e].reward_rate) << "epoch " << e + 1;
-    EXPECT_EQ(resumed.history[e].exploration_rate, whole.history[e].exploration_rate);
-    EXPECT_EQ(resumed.history[e].val_accuracy, whole.history[e].val_accuracy);
-  }
+  test::expect_same_history(whole, resumed);
   EXPECT_EQ(resumed.summary.test_accuracy, whole.summary.test_accuracy);
   EXPECT_EQ(checkpoint_baseline(cut.out_dir), checkpoint_baseline(c.out_dir));
-  const SafetensorsFile a = load_safetensors((fs::path(c.out_dir) / "last.safetensors").string());
-  const SafetensorsFile b = load_safetensors((fs::path(cut.out_dir) / "last.safetensors").string());
-  ASSERT_EQ(a.tensors.size(), b.tensors.size());
-  for (size_t i = 0; i < a.tensors.size(); ++i)
-    EXPECT_EQ(a.tensors[i].bytes, b.tensors[i].bytes) << a.tensors[i].name;
+  test::expect_same_last_checkpoint(c.out_dir, cut.out_dir);
 }
 
 // (d) Reward alone teaches a 4-class problem (chance 0.25) within a few epochs, and the

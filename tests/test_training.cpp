@@ -13,6 +13,7 @@
 #include "io/safetensors.h"
 #include "model/model_spec.h"
 #include "model/net.h"
+#include "resume_checks.h"
 #include "synthetic_data.h"
 #include "test_helpers.h"
 #include "train/checkpoint.h"
@@ -355,22 +356,12 @@ TEST(Training, InterruptedAndResumedRunMatchesTheUninterruptedHistory) {
     cut.halt_after_steps = -1;
     const TrainResult resumed = train(cut, data, *be, nullptr, RunStart::Resume);
 
-    ASSERT_EQ(resumed.history.size(), whole.history.size());
-    for (size_t e = 0; e < whole.history.size(); ++e) {
-      EXPECT_EQ(resumed.history[e].train_loss, whole.history[e].train_loss) << "epoch " << e + 1;
-      EXPECT_EQ(resumed.history[e].train_accuracy, whole.history[e].train_accuracy);
-      EXPECT_EQ(resumed.history[e].val_accuracy, whole.history[e].val_accuracy);
-      EXPECT_EQ(resumed.history[e].reward_rate, whole.history[e].reward_rate);
-      EXPECT_EQ(resumed.history[e].exploration_rate, whole.history[e].exploration_rate);
-    }
+    test::expect_same_history(whole, resumed);
     EXPECT_EQ(resumed.summary.best_epoch, whole.summary.best_epoch);
     EXPECT_EQ(resumed.summary.best_val_accuracy, whole.summary.best_val_accuracy);
     ASSERT_TRUE(whole.summary.test_accuracy.has_value());
     EXPECT_EQ(resumed.summary.test_accuracy, whole.summary.test_accuracy);
-    const SafetensorsFile a = load_safetensors((fs::path(c.out_dir) / "last.safetensors").string());
-    const SafetensorsFile b = load_safetensors((fs::path(cut.out_dir) / "last.safetensors").string());
-    ASSERT_EQ(a.tensors.size(), b.tensors.size());
-    for (size_t i = 0; i < a.tensors.size(); ++i) EXPECT_EQ(a.tensors[i].bytes, b.tensors[i].bytes) << a.tensors[i].name;
+    test::expect_same_last_checkpoint(c.out_dir, cut.out_dir);
   }
 }
 
