@@ -178,6 +178,33 @@ TEST_F(IdxTest, CorruptGzipFails) {
   expect_error([&] { bp::read_idx(file("cut.gz").string()); }, file("cut.gz").string());
 }
 
+// With a limit, only the first items are read: a file whose tail is cut loads as long as the
+// kept items are whole, plain or gzipped, and the header's count stays known.
+TEST_F(IdxTest, ReadsOnlyTheFirstItems) {
+  const Bytes whole = idx_bytes({10, 2, 3}, iota_bytes(60, 5));
+  Bytes cut = whole;
+  cut.resize(16 + 3 * 6);  // header, then 3 of the 10 items
+  for (const bool gz : {false, true}) {
+    const std::string path = file(gz ? "cut.gz" : "cut").string();
+    (gz ? write_gzip : write_plain)(path, cut);
+    for (const int64_t n : {0, 2, 3}) {
+      const bp::IdxArray array = bp::read_idx(path, n);
+      EXPECT_EQ(array.dims, (std::vector<int64_t>{n, 2, 3})) << path << " n=" << n;
+      EXPECT_EQ(array.file_items, 10);
+      EXPECT_EQ(array.data, Bytes(whole.begin() + 16, whole.begin() + 16 + n * 6)) << path;
+    }
+    expect_error([&] { bp::read_idx(path, 4); }, path + ": truncated: header says 60 bytes");
+    expect_error([&] { bp::read_idx(path); }, path + ": truncated");
+  }
+  // A limit at or past the count reads everything, checks included.
+  Bytes extra = whole;
+  extra.push_back(0);
+  write_plain(file("extra"), extra);
+  EXPECT_EQ(bp::read_idx(file("extra").string(), 3).dims[0], 3);
+  expect_error([&] { bp::read_idx(file("extra").string(), 10); }, "trailing garbage");
+  expect_error([&] { bp::read_idx(file("extra").string(), 11); }, "trailing garbage");
+}
+
 TEST_F(IdxTest, MissingFileNamesPath) {
   const std::string path = file("nope").string();
   expect_error([&] { bp::read_idx(path); }, path);
@@ -264,6 +291,33 @@ TEST_F(DatasetTest, LimitsKeepTheFirstImages) {
   EXPECT_EQ(data.train.labels, (std::vector<int32_t>{0, 1, 2, 3, 4, 5, 6}));
   EXPECT_EQ(data.test.count, 5);
   EXPECT_EQ(data.test.labels.size(), 5u);
+}
+
+// The limits reach the IDX reader: images past them are never read (a cut tail loads), while
+// the labels are read whole: every one is checked and the class counts cover the whole split.
+TEST_F(DatasetTest, LimitsReadOnlyTheKeptImages) {
+  write_mnist_dir(12, 5, 2, 2);
+  Bytes cut = idx_bytes({12, 2, 2}, iota_bytes(12 * 4));
+  cut.resize(16 + 7 * 4);
+  write_gzip(file("train-images-idx3-ubyte.gz"), cut);
+  bp::DataLimits limits;
+  limits.train = 7;
+  limits.test = 1;
+  const bp::Dataset data = bp::load_dataset(spec("mnist"), limits);
+  EXPECT_EQ(data.train.count, 7);
+  EXPECT_EQ(data.train.pixels, iota_bytes(7 * 4));
+  EXPECT_EQ(data.test.labels, (std::vector<int32_t>{0}));
+  EXPECT_EQ(data.train_class_counts, (std::vector<int64_t>{2, 2, 1, 1, 1, 1, 1, 1, 1, 1}));
+  EXPECT_EQ(data.test_class_counts, (std::vector<int64_t>{1, 1, 1, 1, 1, 0, 0, 0, 0, 0}));
+  limits.train = 8;
+  expect_error([&] { bp::load_dataset(spec("mnist"), limits); }, "truncated");
+  // A bad label past the limit still fails the load.
+  write_mnist_dir(12, 5, 2, 2);
+  Bytes labels(12, 1);
+  labels[11] = 10;
+  write_gzip(file("train-labels-idx1-ubyte.gz"), idx_bytes({12}, labels));
+  limits.train = 2;
+  expect_error([&] { bp::load_dataset(spec("mnist"), limits); }, "label 10 at index 11");
 }
 
 TEST_F(DatasetTest, FashionMnistClassNames) {

@@ -60,8 +60,15 @@ std::string find_idx_file(const fs::path& dir, const std::string& name) {
   BP_FAIL(dir.string() << ": missing file " << (dir / name).string() << " (looked for " << tried << ")");
 }
 
-ImageSet images_from_idx(IdxArray images, const std::string& images_path, IdxArray labels,
-                         const std::string& labels_path) {
+// The images and labels of one split. `max_images` (negative: all) bounds the images read;
+// the labels file is read whole (it is small): every label is checked, and `class_counts`
+// counts the whole split.
+ImageSet load_idx_pair(const fs::path& dir, const IdxPair& pair, int64_t max_images,
+                       std::vector<int64_t>& class_counts) {
+  const std::string images_path = find_idx_file(dir, pair.images);
+  const std::string labels_path = find_idx_file(dir, pair.labels);
+  IdxArray images = read_idx(images_path, max_images);
+  const IdxArray labels = read_idx(labels_path);
   if (images.dims.size() != 3) {
     BP_FAIL(images_path << ": expected 3-D images (count, height, width), got " << images.dims.size()
                         << " dimensions");
@@ -73,9 +80,17 @@ ImageSet images_from_idx(IdxArray images, const std::string& images_path, IdxArr
   if (height < 1 || width < 1 || height > kMaxSide || width > kMaxSide) {
     BP_FAIL(images_path << ": bad image size " << height << "x" << width);
   }
-  if (images.dims[0] != labels.dims[0]) {
-    BP_FAIL("image/label count mismatch: " << images_path << " holds " << images.dims[0] << " images, "
-                                           << labels_path << " holds " << labels.dims[0] << " labels");
+  if (images.file_items != labels.file_items) {
+    BP_FAIL("image/label count mismatch: " << images_path << " holds " << images.file_items << " images, "
+                                           << labels_path << " holds " << labels.file_items << " labels");
+  }
+  class_counts.assign(size_t(kIdxClasses), 0);
+  for (size_t i = 0; i < labels.data.size(); ++i) {
+    if (labels.data[i] >= kIdxClasses) {
+      BP_FAIL(labels_path << ": label " << int(labels.data[i]) << " at index " << i << " is outside [0, "
+                          << kIdxClasses << ")");
+    }
+    ++class_counts[labels.data[i]];
   }
   ImageSet set;
   set.count = images.dims[0];
@@ -83,24 +98,12 @@ ImageSet images_from_idx(IdxArray images, const std::string& images_path, IdxArr
   set.width = int(width);
   set.channels = 1;
   set.pixels = std::move(images.data);
-  set.labels.resize(labels.data.size());
-  for (size_t i = 0; i < labels.data.size(); ++i) {
-    if (labels.data[i] >= kIdxClasses) {
-      BP_FAIL(labels_path << ": label " << int(labels.data[i]) << " at index " << i << " is outside [0, "
-                          << kIdxClasses << ")");
-    }
-    set.labels[i] = labels.data[i];
-  }
+  set.labels.assign(labels.data.begin(), labels.data.begin() + std::ptrdiff_t(set.count));
   return set;
 }
 
-ImageSet load_idx_pair(const fs::path& dir, const IdxPair& pair) {
-  const std::string images_path = find_idx_file(dir, pair.images);
-  const std::string labels_path = find_idx_file(dir, pair.labels);
-  return images_from_idx(read_idx(images_path), images_path, read_idx(labels_path), labels_path);
-}
-
-Dataset load_idx_dir(const std::string& dir, const std::string& name, std::vector<std::string> class_names) {
+Dataset load_idx_dir(const std::string& dir, const DataLimits& limits, const std::string& name,
+                     std::vector<std::string> class_names) {
   std::error_code ec;
   if (!fs::is_directory(dir, ec)) BP_FAIL(dir << ": no such directory (data set " << name << ")");
   Dataset data;
@@ -108,8 +111,8 @@ Dataset load_idx_dir(const std::string& dir, const std::string& name, std::vecto
   data.source = dir;
   data.classes = kIdxClasses;
   data.class_names = std::move(class_names);
-  data.train = load_idx_pair(dir, kIdxTrain);
-  data.test = load_idx_pair(dir, kIdxTest);
+  data.train = load_idx_pair(dir, kIdxTrain, limits.train, data.train_class_counts);
+  data.test = load_idx_pair(dir, kIdxTest, limits.test, data.test_class_counts);
   if (data.train.height != data.test.height || data.train.width != data.test.width) {
     BP_FAIL(dir << ": train images are " << data.train.height << "x" << data.train.width
                 << " but test images are " << data.test.height << "x" << data.test.width);
@@ -117,14 +120,20 @@ Dataset load_idx_dir(const std::string& dir, const std::string& name, std::vecto
   return data;
 }
 
-Dataset load_mnist(const std::string& dir) {
-  return load_idx_dir(dir, "mnist", {"0", "1", "2", "3", "4", "5", "6", "7", "8", "9"});
+Dataset load_mnist(const std::string& dir, const DataLimits& limits) {
+  return load_idx_dir(dir, limits, "mnist", {"0", "1", "2", "3", "4", "5", "6", "7", "8", "9"});
 }
 
-Dataset load_fashion_mnist(const std::string& dir) {
-  return load_idx_dir(dir, "fashion-mnist",
+Dataset load_fashion_mnist(const std::string& dir, const DataLimits& limits) {
+  return load_idx_dir(dir, limits, "fashion-mnist",
                       {"T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker",
                        "Bag", "Ankle boot"});
+}
+
+// Loaders that read a split whole; load_dataset applies the limits after them.
+template <Dataset (*Load)(const std::string&)>
+Dataset whole(const std::string& dir, const DataLimits&) {
+  return Load(dir);
 }
 
 // ---- spec table: one row per data-set prefix; new loaders add a row --------------------
@@ -133,30 +142,34 @@ struct SpecForm {
   const char* prefix;       // text before the ':'
   const char* form;         // how it is written, for --help and errors
   const char* default_dir;  // used when the spec has no ":DIR"; nullptr: DIR is required
-  Dataset (*load)(const std::string& dir);
+  Dataset (*load)(const std::string& dir, const DataLimits& limits);
 };
 
 const SpecForm kSpecForms[] = {
     {"mnist", "mnist:DIR", nullptr, load_mnist},
     {"fashion-mnist", "fashion-mnist[:DIR]", "/usr/share/datasets/fashion-mnist", load_fashion_mnist},
-    {"cifar10", "cifar10:DIR", nullptr, load_cifar10},
-    {"cifar100", "cifar100:DIR", nullptr, load_cifar100},
-    {"cifar100-coarse", "cifar100-coarse:DIR", nullptr, load_cifar100_coarse},
-    {"tiny-imagenet", "tiny-imagenet:DIR", nullptr, load_tiny_imagenet},
-    {"folder", "folder:DIR", nullptr, load_image_folder},
+    {"cifar10", "cifar10:DIR", nullptr, whole<load_cifar10>},
+    {"cifar100", "cifar100:DIR", nullptr, whole<load_cifar100>},
+    {"cifar100-coarse", "cifar100-coarse:DIR", nullptr, whole<load_cifar100_coarse>},
+    {"tiny-imagenet", "tiny-imagenet:DIR", nullptr, whole<load_tiny_imagenet>},
+    {"folder", "folder:DIR", nullptr, whole<load_image_folder>},
 };
+
+// Images per class of a split read whole.
+std::vector<int64_t> class_counts(const ImageSet& split, int classes) {
+  std::vector<int64_t> count(size_t(classes), 0);
+  for (int32_t label : split.labels) {
+    if (label >= 0 && label < classes) ++count[size_t(label)];
+  }
+  return count;
+}
 
 // A class with training images but none in the test split is learnt but never measured: its
 // test accuracy is missing from every figure, silently. Allowed (a small or hand-made folder
 // may lack some), but said once per load, naming the classes and the data set's directory.
 void warn_classes_without_test_images(const Dataset& data) {
-  std::vector<int64_t> train_count(size_t(data.classes), 0), test_count(size_t(data.classes), 0);
-  for (const auto* split : {&data.train, &data.test}) {
-    std::vector<int64_t>& count = split == &data.train ? train_count : test_count;
-    for (int32_t label : split->labels) {
-      if (label >= 0 && label < data.classes) ++count[size_t(label)];
-    }
-  }
+  const std::vector<int64_t>& train_count = data.train_class_counts;
+  const std::vector<int64_t>& test_count = data.test_class_counts;
   std::string missing;
   int n = 0;
   for (int c = 0; c < data.classes; ++c) {
@@ -197,7 +210,9 @@ Dataset load_dataset(const std::string& spec, const DataLimits& limits) {
       if (!form.default_dir) BP_FAIL("data set spec '" << spec << "' needs a directory: " << form.form);
       where = form.default_dir;
     }
-    Dataset data = form.load(where);
+    Dataset data = form.load(where, limits);
+    if (data.train_class_counts.empty()) data.train_class_counts = class_counts(data.train, data.classes);
+    if (data.test_class_counts.empty()) data.test_class_counts = class_counts(data.test, data.classes);
     warn_classes_without_test_images(data);  // on the whole data set, before the limits
     // Negative limits mean "all" (the -1 default).
     if (limits.train >= 0) data.train.truncate(limits.train);

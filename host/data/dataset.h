@@ -24,6 +24,10 @@ struct Dataset {
   int classes = 0;
   std::vector<std::string> class_names;  // classes entries
   ImageSet train, test;
+  // Images per class in the whole train and test splits, before any limit: a loader that
+  // reads only the first N images still counts every label (load_dataset fills these in
+  // from the labels for loaders that read everything).
+  std::vector<int64_t> train_class_counts, test_class_counts;
 };
 
 struct DataLimits {
@@ -34,7 +38,8 @@ struct DataLimits {
 // Loads a data set from a spec such as "mnist:DIR", "fashion-mnist" or "fashion-mnist:DIR".
 // Throws bp::Error naming the file and the reason on any missing or malformed input. A class
 // with training images but no test images is allowed, with a warning on stderr naming the
-// classes and the data set's directory.
+// classes and the data set's directory. IDX data sets (MNIST, Fashion-MNIST) read only the
+// images the limits keep; the other loaders read everything and drop the rest.
 Dataset load_dataset(const std::string& spec, const DataLimits& limits = {});
 
 // The spec names the data set knows about, for --help and error messages.
