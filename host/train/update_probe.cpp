@@ -44,11 +44,54 @@ std::vector<int32_t> read_actions(Backend& be, const Tensor& actions) {
   return out;
 }
 
-// Every parameter of the net, in Net::params() order.
-std::vector<std::vector<double>> read_params(Backend& be, const std::vector<NamedParam>& params) {
-  std::vector<std::vector<double>> out;
-  for (const NamedParam& p : params) out.push_back(read_doubles(be, *p.tensor));
-  return out;
+// The change a backward pass made to every parameter: fn(p, i, after - before) in double for
+// element i of parameter p (Net::params() order), `before` being the snapshot's bytes. The
+// read-back goes into `host`, kept by the caller: after its first epoch the probe allocates
+// nothing, and reads each parameter once per pass (a probe makes 2 + size + 8 passes).
+class ParamDeltas {
+ public:
+  ParamDeltas(Backend& be, const std::vector<NamedParam>& params,
+              const std::map<std::string, std::vector<uint8_t>>& snapshot, std::vector<std::vector<uint8_t>>& host)
+      : be_(be), params_(params), host_(host) {
+    host_.resize(params.size());
+    for (const NamedParam& p : params) before_.push_back(snapshot.at(p.name).data());
+  }
+  size_t elements(size_t p) const { return size_t(params_[p].tensor->numel()); }
+
+  template <typename Fn>
+  void visit(Fn&& fn) {
+    for (size_t p = 0; p < params_.size(); ++p) {
+      const Tensor& t = *params_[p].tensor;
+      host_[p].resize(t.bytes());
+      be_.copy_to_host(t, host_[p].data());
+      if (t.dtype() == DType::F64) {
+        each<double>(p, fn);
+      } else {
+        BP_CHECK(t.dtype() == DType::F32, "update probe: a " << dtype_name(t.dtype()) << " parameter");
+        each<float>(p, fn);
+      }
+    }
+  }
+
+ private:
+  template <typename T, typename Fn>
+  void each(size_t p, Fn& fn) {
+    const T* after = reinterpret_cast<const T*>(host_[p].data());
+    const T* before = reinterpret_cast<const T*>(before_[p]);
+    const size_t n = host_[p].size() / sizeof(T);
+    for (size_t i = 0; i < n; ++i) fn(p, i, double(after[i]) - double(before[i]));
+  }
+
+  Backend& be_;
+  const std::vector<NamedParam>& params_;
+  std::vector<std::vector<uint8_t>>& host_;
+  std::vector<const uint8_t*> before_;
+};
+
+// `buffers` sized like the parameters (one double per element), zeroed; reused across epochs.
+void size_like(std::vector<std::vector<double>>& buffers, const ParamDeltas& deltas, size_t count) {
+  buffers.resize(count);
+  for (size_t p = 0; p < count; ++p) buffers[p].assign(deltas.elements(p), 0.0);
 }
 
 std::string layer_of(const std::string& param_name) {
@@ -140,7 +183,7 @@ ProbeResult UpdateProbe::measure(int epoch) {
   const bool selected = step_.rule() == Rule::BrainProp;
   const auto snapshot = net_.state();  // restored after every backward pass, and at the end
   const std::vector<NamedParam> params = net_.params();
-  const std::vector<std::vector<double>> before = read_params(be, params);
+  ParamDeltas deltas(be, params, snapshot, host_params_);
 
   // One forward pass in training mode and one head: the errors every backward pass below
   // starts from (a backward pass reads the forward's activations, which it leaves alone).
@@ -158,51 +201,47 @@ ProbeResult UpdateProbe::measure(int epoch) {
     be.copy_from_host(action_, read_actions(be, step_.actions()).data());
   }
 
-  // The update (learning rate 1, no L2) that `err` makes, parameter by parameter.
-  auto update_from = [&](const std::vector<double>& err, int batch, bool true_gradient) {
+  // The update (learning rate 1, no L2) that `err` makes, handed parameter by parameter and
+  // element by element to `fn` (ParamDeltas::visit).
+  auto update_from = [&](const std::vector<double>& err, int batch, bool true_gradient, auto&& fn) {
     net_.load_state(snapshot, "update probe snapshot");
     write_doubles(be, err_, err);
     UpdateArgs args{1.0, batch};
     args.l2_scale = 0.0;
     args.true_gradient = true_gradient;
     step_.backward(action_, err_, args);
-    std::vector<std::vector<double>> delta = read_params(be, params);
-    for (size_t p = 0; p < delta.size(); ++p)
-      for (size_t i = 0; i < delta[p].size(); ++i) delta[p][i] -= before[p][i];
-    return delta;
+    deltas.visit(fn);
   };
-
-  const auto rule_update = update_from(err_host, size_, false);
-  const auto true_gradient = update_from(err_host, size_, true);
 
   std::map<std::string, Sums> sums;
   Sums all;
   std::vector<std::string> order;
-  for (size_t p = 0; p < params.size(); ++p) {
-    const std::string layer = layer_of(params[p].name);
+  std::vector<Sums*> sums_of;  // parameter p's layer's sums
+  for (const NamedParam& p : params) {
+    const std::string layer = layer_of(p.name);
     if (!sums.count(layer)) order.push_back(layer);
-    Sums& s = sums[layer];
-    for (size_t i = 0; i < rule_update[p].size(); ++i) {
-      const double u = rule_update[p][i], g = true_gradient[p][i];
-      s.uu += u * u;
-      s.gg += g * g;
-      s.ug += u * g;
-    }
+    sums_of.push_back(&sums[layer]);
   }
+  std::vector<std::vector<double>>& rule_update = rule_update_;
+  size_like(rule_update, deltas, params.size());
+  update_from(err_host, size_, false, [&](size_t p, size_t i, double u) { rule_update[p][i] = u; });
+  update_from(err_host, size_, true, [&](size_t p, size_t i, double g) {
+    const double u = rule_update[p][i];
+    Sums& s = *sums_of[p];
+    s.uu += u * u;
+    s.gg += g * g;
+    s.ug += u * g;
+  });
   // Sample b's error alone, at batch 1: the batch's update is the mean of these.
   const size_t per_sample = err_host.size() / size_t(size_);
   std::vector<double> masked(err_host.size());
   for (int b = 0; b < size_; ++b) {
     std::fill(masked.begin(), masked.end(), 0.0);
     std::copy_n(err_host.begin() + ptrdiff_t(b * per_sample), per_sample, masked.begin() + ptrdiff_t(b * per_sample));
-    const auto sample_update = update_from(masked, 1, false);
-    for (size_t p = 0; p < params.size(); ++p) {
-      Sums& s = sums[layer_of(params[p].name)];
-      for (size_t i = 0; i < sample_update[p].size(); ++i) {
-        const double d = sample_update[p][i] - rule_update[p][i];
-        s.spread += d * d;
-      }
-    }
+    update_from(masked, 1, false, [&](size_t p, size_t i, double sample) {
+      const double d = sample - rule_update[p][i];
+      sums_of[p]->spread += d * d;
+    });
   }
 
   // Fresh action draws for the same images and forward pass: what the sampling alone spreads.
@@ -210,26 +249,24 @@ ProbeResult UpdateProbe::measure(int epoch) {
   if (samples_actions) {
     // Per element, the sum and the sum of squares over the draws (double: the spread is a
     // difference of two sums, fine at these magnitudes), not the K updates themselves.
-    std::vector<std::vector<double>> sum, sum2;
-    for (const auto& p : before) {
-      sum.emplace_back(p.size(), 0.0);
-      sum2.emplace_back(p.size(), 0.0);
-    }
+    std::vector<std::vector<double>>& sum = draw_sum_;
+    std::vector<std::vector<double>>& sum2 = draw_sum2_;
+    size_like(sum, deltas, params.size());
+    size_like(sum2, deltas, params.size());
     for (int k = 1; k <= kSamplingDraws; ++k) {
       const uint64_t draw_key = key + (uint64_t(k) << 32);  // disjoint from every epoch's key
       step_.head(logits, loader_.y(), draw_key, stats_);
       if (step_.rule() == Rule::Reinforce) step_.set_baseline(baseline);
       if (selected) be.copy_from_host(action_, read_actions(be, step_.actions()).data());
-      const auto draw = update_from(read_doubles(be, selected ? step_.errors() : step_.output_gradient()), size_, false);
-      for (size_t p = 0; p < draw.size(); ++p)
-        for (size_t i = 0; i < draw[p].size(); ++i) {
-          sum[p][i] += draw[p][i];
-          sum2[p][i] += draw[p][i] * draw[p][i];
-        }
+      update_from(read_doubles(be, selected ? step_.errors() : step_.output_gradient()), size_, false,
+                  [&](size_t p, size_t i, double x) {
+                    sum[p][i] += x;
+                    sum2[p][i] += x * x;
+                  });
     }
     const double K = kSamplingDraws;
     for (size_t p = 0; p < params.size(); ++p) {
-      Sums& s = sums[layer_of(params[p].name)];
+      Sums& s = *sums_of[p];
       for (size_t i = 0; i < sum[p].size(); ++i) {
         const double mean = sum[p][i] / K;
         s.draws_mean2 += mean * mean;

@@ -59,6 +59,10 @@ class UpdateProbe {
   int size_;  // before loader_, which is sized by it
   BatchLoader loader_;
   Tensor stats_, action_, err_;
+  // Host scratch kept across epochs, so a probe allocates nothing after the first: the
+  // parameters read back after each pass, the batch's rule update, and the sums over draws.
+  std::vector<std::vector<uint8_t>> host_params_;
+  std::vector<std::vector<double>> rule_update_, draw_sum_, draw_sum2_;
 };
 
 }  // namespace bp
