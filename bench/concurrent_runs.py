@@ -9,7 +9,9 @@ deep) and rule (brainprop, ebp), each with --threads max(1, cores // N) on the C
         images_per_second: median over --repeats of --steps steps, after --warmup);
   wall  the images all processes timed, divided by the wall time from launching them to the
         slowest one's exit: includes start-up (net build, synthetic data, warm-up), so it is a
-        lower bound that approaches `sum` as --steps grows.
+        lower bound that approaches `sum` as --steps grows. With more processes than cores,
+        `sum` can over-count: each process times its own steps, and those windows need not
+        overlap (one may time while another is still starting), so read `wall` there.
 
 BrainProp and EBP side by side. Writes a Markdown table to stdout and to OUT.md, and every
 measurement to OUT.json (the machine, the command, one object per run) and OUT.csv.
