@@ -83,15 +83,22 @@ for t in "${targets[@]}"; do
   mapfile -t dirs < <(inputs_of "$t")
   log="$work/$t.replay.log"
   if ! "$(bin "$t")" -runs=0 -rss_limit_mb=2048 -timeout=10 -artifact_prefix="$work/" "${dirs[@]}" > "$log" 2>&1; then
-    # -runs=0 stops at the first failing file; find it by replaying them one at a time.
+    # -runs=0 stops at the first failing file; find it by replaying them one at a time (and
+    # the empty input, which libFuzzer runs first over a directory).
     bad=""
-    for f in $(find "${dirs[@]}" -type f | sort); do
+    : > "$work/empty-input"
+    for f in "$work/empty-input" $(find "${dirs[@]}" -type f | sort); do
       if ! "$(bin "$t")" -rss_limit_mb=2048 -timeout=10 -artifact_prefix="$work/" "$f" > "$work/$t.one.log" 2>&1; then
         bad=$f
         break
       fi
     done
-    report "$t" "${bad:-${dirs[0]}}" "$log"
+    if [[ -n $bad ]]; then
+      report "$t" "$bad" "$log"
+    else
+      grep -v '^brainprop: ' "$log" | tail -n 25 >&2 || true
+      echo "FUZZ FAILURE: $t: the replay of ${dirs[*]} failed, but no input fails alone" >&2
+    fi
     failed=1
   else
     echo "   $t: $(find "${dirs[@]}" -type f | wc -l) inputs replayed"

@@ -121,6 +121,7 @@ TEST_F(IdxTest, TruncatedHeaderFails) {
   expect_error([&] { bp::read_idx(file("tiny").string()); }, "truncated header");
   write_plain(file("empty"), {});
   expect_error([&] { bp::read_idx(file("empty").string()); }, file("empty").string());
+  expect_error([] { bp::parse_idx({}, "in memory"); }, "in memory: truncated header: 0 bytes");
 }
 
 TEST_F(IdxTest, WrongMagicFails) {

@@ -43,6 +43,7 @@ class MemorySource : public ByteSource {
   explicit MemorySource(const std::vector<uint8_t>& bytes) : bytes_(bytes) {}
   size_t read(uint8_t* dst, size_t n) override {
     const size_t got = std::min(n, bytes_.size() - at_);
+    if (got == 0) return 0;  // memcpy's pointers must be valid even for 0 bytes
     std::memcpy(dst, bytes_.data() + at_, got);
     at_ += got;
     return got;
@@ -155,8 +156,17 @@ IdxArray read_from(ByteSource& source, const std::string& path, int64_t max_item
   const int64_t item_elements = array.file_items ? elements / array.file_items : 0;
   const int64_t wanted = items * item_elements;
 
-  array.data.resize(size_t(wanted));
-  const size_t got = source.read(array.data.data(), size_t(wanted));
+  // Grown as the data arrives (doubling from 1 MiB), not sized from the header up front: a
+  // header may claim a terabyte that the file does not hold.
+  size_t got = 0;
+  while (got < size_t(wanted)) {
+    const size_t step = std::min(size_t(wanted) - got, std::max<size_t>(got, size_t(1) << 20));
+    array.data.resize(got + step);
+    const size_t read = source.read(array.data.data() + got, step);
+    got += read;
+    if (read < step) break;
+  }
+  array.data.resize(got);
   if (int64_t(got) < wanted) {
     BP_FAIL(path << ": truncated: header says " << elements << " bytes of data (dims " << dims_string(array.dims)
                  << "), file holds " << got);
