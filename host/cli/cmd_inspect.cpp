@@ -15,12 +15,6 @@
 namespace bp::cli {
 namespace {
 
-std::vector<int64_t> per_class_counts(const ImageSet& set, int classes) {
-  std::vector<int64_t> counts(size_t(classes), 0);
-  for (int32_t label : set.labels) ++counts[size_t(label)];
-  return counts;
-}
-
 std::set<std::string> inspect_options() {
   std::set<std::string> names = training_value_options();
   names.insert({"data", "model", "rule"});
@@ -85,8 +79,8 @@ int run_inspect(const std::vector<std::string>& argv) {
       {"image_shape", {data.train.height, data.train.width, data.train.channels}},
       {"train_images", data.train.count},
       {"test_images", data.test.count},
-      {"train_per_class", per_class_counts(data.train, data.classes)},
-      {"test_per_class", per_class_counts(data.test, data.classes)}};
+      {"train_per_class", class_counts(data.train, data.classes)},
+      {"test_per_class", class_counts(data.test, data.classes)}};
   std::printf("%s\n", out.dump(2).c_str());
   return 0;
 }

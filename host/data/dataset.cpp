@@ -22,6 +22,14 @@ void ImageSet::truncate(int64_t n) {
   labels.shrink_to_fit();
 }
 
+std::vector<int64_t> class_counts(const ImageSet& split, int classes) {
+  std::vector<int64_t> count(size_t(classes), 0);
+  for (int32_t label : split.labels) {
+    if (label >= 0 && label < classes) ++count[size_t(label)];
+  }
+  return count;
+}
+
 namespace {
 
 namespace fs = std::filesystem;
@@ -61,10 +69,10 @@ std::string find_idx_file(const fs::path& dir, const std::string& name) {
 }
 
 // The images and labels of one split. `max_images` (negative: all) bounds the images read;
-// the labels file is read whole (it is small): every label is checked, and `class_counts`
-// counts the whole split.
+// the labels file is read whole (it is small): every label is checked, and `counts`
+// gets the images per class of the whole split.
 ImageSet load_idx_pair(const fs::path& dir, const IdxPair& pair, int64_t max_images,
-                       std::vector<int64_t>& class_counts) {
+                       std::vector<int64_t>& counts) {
   const std::string images_path = find_idx_file(dir, pair.images);
   const std::string labels_path = find_idx_file(dir, pair.labels);
   IdxArray images = read_idx(images_path, max_images);
@@ -84,13 +92,13 @@ ImageSet load_idx_pair(const fs::path& dir, const IdxPair& pair, int64_t max_ima
     BP_FAIL("image/label count mismatch: " << images_path << " holds " << images.file_items << " images, "
                                            << labels_path << " holds " << labels.file_items << " labels");
   }
-  class_counts.assign(size_t(kIdxClasses), 0);
+  counts.assign(size_t(kIdxClasses), 0);
   for (size_t i = 0; i < labels.data.size(); ++i) {
     if (labels.data[i] >= kIdxClasses) {
       BP_FAIL(labels_path << ": label " << int(labels.data[i]) << " at index " << i << " is outside [0, "
                           << kIdxClasses << ")");
     }
-    ++class_counts[labels.data[i]];
+    ++counts[labels.data[i]];
   }
   ImageSet set;
   set.count = images.dims[0];
@@ -154,15 +162,6 @@ const SpecForm kSpecForms[] = {
     {"tiny-imagenet", "tiny-imagenet:DIR", nullptr, whole<load_tiny_imagenet>},
     {"folder", "folder:DIR", nullptr, whole<load_image_folder>},
 };
-
-// Images per class of a split read whole.
-std::vector<int64_t> class_counts(const ImageSet& split, int classes) {
-  std::vector<int64_t> count(size_t(classes), 0);
-  for (int32_t label : split.labels) {
-    if (label >= 0 && label < classes) ++count[size_t(label)];
-  }
-  return count;
-}
 
 // A class with training images but none in the test split is learnt but never measured: its
 // test accuracy is missing from every figure, silently. Allowed (a small or hand-made folder

@@ -35,6 +35,9 @@ struct DataLimits {
   int64_t test = -1;   // --test-limit
 };
 
+// Images per class among a split's labels (labels outside [0, classes) are not counted).
+std::vector<int64_t> class_counts(const ImageSet& split, int classes);
+
 // Loads a data set from a spec such as "mnist:DIR", "fashion-mnist" or "fashion-mnist:DIR".
 // Throws bp::Error naming the file and the reason on any missing or malformed input. A class
 // with training images but no test images is allowed, with a warning on stderr naming the
