@@ -140,6 +140,25 @@ def plot_val_accuracy(plt, ticker, data, model, by_rule, out_stem):
     return save(plt, fig, out_stem + "-val_accuracy")
 
 
+def stacked_bands(plt, ticker, by_rule, rules, panels, scale):
+    """One panel per (metric, label, log scale) of `panels`, stacked over a shared epoch axis,
+    with a mean ± std band per rule that has the metric (values times `scale`)."""
+    fig, axes = plt.subplots(len(panels), 1, sharex=True, figsize=(7.5, 2.6 + 2.4 * len(panels)),
+                             squeeze=False)
+    for ax, (metric, label, log) in zip(axes[:, 0], panels):
+        for r in rules:
+            points = by_rule[r].get(metric)
+            if points:
+                n = seeds(points)
+                band(ax, points, r, scale, f"{style(r)[0]} ({n} seed{'s' if n != 1 else ''})")
+        if log:
+            ax.set_yscale("log")
+        ax.set_ylabel(label)
+        finish_axes(ax, ticker)
+    axes[-1, 0].set_xlabel("epoch")
+    return fig, axes
+
+
 REWARD_RULES = ["brainprop", "reinforce"]  # the rules that act and are rewarded
 
 
@@ -153,19 +172,8 @@ def plot_brainprop_reward(plt, ticker, data, model, by_rule, out_stem):
     if not panels:
         return []
     n = max(seeds(by_rule[r][m]) for r in rules for m, _ in panels if by_rule[r].get(m))
-    fig, axes = plt.subplots(len(panels), 1, sharex=True, figsize=(7.5, 2.6 + 2.4 * len(panels)),
-                             squeeze=False)
-    for ax, (metric, label) in zip(axes[:, 0], panels):
-        for rule in rules:
-            points = by_rule[rule].get(metric)
-            if not points:
-                continue
-            k = seeds(points)
-            band(ax, points, rule, 100.0, f"{RULE_STYLE[rule][0]} ({k} seed{'s' if k != 1 else ''})")
-        ax.set_ylabel(label)
-        finish_axes(ax, ticker)
+    fig, axes = stacked_bands(plt, ticker, by_rule, rules, [(m, t, False) for m, t in panels], 100.0)
     axes[0, 0].legend(loc="lower right")
-    axes[-1, 0].set_xlabel("epoch")
     what = " and ".join(label.split(" (")[0] for _, label in panels)
     names = " and ".join(RULE_STYLE[r][0] for r in rules)
     fig.suptitle(f"{data} {model}: {names} {what}\n"
@@ -186,20 +194,8 @@ def plot_update_probe(plt, ticker, data, model, by_rule, out_stem):
     if not panels:
         return []
     rules = [r for r in rules_in(by_rule) if any(by_rule[r].get(m) for m, _, _ in panels)]
-    fig, axes = plt.subplots(len(panels), 1, sharex=True, figsize=(7.5, 2.6 + 2.4 * len(panels)),
-                             squeeze=False)
-    for ax, (metric, label, log) in zip(axes[:, 0], panels):
-        for r in rules:
-            points = by_rule[r].get(metric)
-            if points:
-                n = seeds(points)
-                band(ax, points, r, 1.0, f"{style(r)[0]} ({n} seed{'s' if n != 1 else ''})")
-        if log:
-            ax.set_yscale("log")
-        ax.set_ylabel(label)
-        finish_axes(ax, ticker)
+    fig, axes = stacked_bands(plt, ticker, by_rule, rules, panels, 1.0)
     axes[0, 0].legend(loc="best")
-    axes[-1, 0].set_xlabel("epoch")
     fig.suptitle(f"{data} {model}: update probe (mean ± std over seeds)", fontsize=11)
     fig.text(0.5, 0.005, "one probe batch; variance: sum ||u - mean||² / (n-1) / ||mean||² over the "
              "per-sample updates;\nsampling: the same over 8 action draws\n" + NOTE,
